@@ -1,0 +1,428 @@
+"""Sans-I/O NDR20 codec for NetrSessionEnum (opnum 12) and NetrSessionDel (opnum 13).
+
+Bytes in, values out; values in, bytes out. The same functions serve the
+client (encode request, decode response) and the server (decode request,
+encode response). Field order and kinds come from ``levels.LEVELS``.
+
+Wire shapes (MS-SRVS IDL, pointer_default(unique), little-endian NDR20):
+
+* ``[string] wchar_t*``: a referent id (0 = NULL), and for a non-NULL pointer a
+  conformant-varying string: max_count, offset (0), actual_count (incl. NUL),
+  then 2*actual_count bytes, padded to 4. In a structure the string is deferred
+  until after the structure (or array of structures) that holds the pointer.
+* SESSION_ENUM_STRUCT: Level, then the union discriminant (== Level), then the
+  arm: a unique pointer to SESSION_INFO_n_CONTAINER {EntriesRead, Buffer ptr},
+  then Buffer's conformant array (max_count, fixed parts), then every entry's
+  strings in order.
+
+Decoding is defensive: every length is checked against the bytes actually
+present before anything is allocated, so a hostile count costs nothing; any
+inconsistency raises ``DecodeError`` (never another exception type).
+"""
+
+from __future__ import annotations
+
+import codecs
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from itertools import chain, repeat
+from typing import Any
+
+from .levels import FIELDS, LEVELS, MAX_PREFERRED_LENGTH, SessionInfo
+from .status import DecodeError
+
+OPNUM_NETR_SESSION_ENUM = 12
+OPNUM_NETR_SESSION_DEL = 13
+
+# Referent ids as Windows numbers them; any non-zero value means "present".
+_FIRST_REFERENT = 0x00020000
+
+# The codec functions themselves: str.encode/bytes.decode spend most of
+# their time looking the codec up by name (measured: ~5x slower per string).
+_utf16_encode = codecs.utf_16_le_encode
+_utf16_decode = codecs.utf_16_le_decode
+
+_U32 = struct.Struct("<I")
+_U32x2 = struct.Struct("<II")
+_U32x3 = struct.Struct("<III")
+_U32x4 = struct.Struct("<IIII")
+
+
+
+@dataclass(frozen=True, slots=True)
+class EnumRequest:
+    """NetrSessionEnum [in] parameters.
+
+    ``resume_handle=None`` sends a NULL ResumeHandle pointer;
+    ``container=False`` sends a NULL container pointer (a "count only" query).
+    """
+
+    level: int
+    server_name: str | None = None
+    client_name: str | None = None
+    user_name: str | None = None
+    prefmaxlen: int = MAX_PREFERRED_LENGTH
+    resume_handle: int | None = 0
+    container: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class EnumResponse:
+    """NetrSessionEnum [out] parameters and return value.
+
+    ``entries`` is ``None`` when the container pointer was NULL or the level
+    has no arm (the server answered an unknown level).
+    """
+
+    level: int
+    entries: list[SessionInfo] | None
+    total_entries: int
+    resume_handle: int | None
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
+class DelRequest:
+    """NetrSessionDel [in] parameters."""
+
+    server_name: str | None = None
+    client_name: str | None = None
+    user_name: str | None = None
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def _encode_string(value: str) -> bytes:
+    """Conformant-varying string body with NUL, padded to a multiple of 4."""
+    raw = _utf16_encode(value, "surrogatepass")[0]
+    count = len(raw) // 2 + 1
+    # 12-byte header + 2*count bytes: odd count leaves 2 bytes to pad.
+    return _U32x3.pack(count, 0, count) + raw + (b"\0\0\0\0" if count & 1 else b"\0\0")
+
+
+def _encode_top_string(value: str | None, referent: int) -> bytes:
+    if value is None:
+        return b"\0\0\0\0"
+    return _U32.pack(referent) + _encode_string(value)
+
+
+def _check_u32(name: str, value: int) -> None:
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise ValueError(f"{name} must fit in 32 bits, not {value}")
+
+
+def encode_enum_request(request: EnumRequest) -> bytes:
+    """NDR stub of a NetrSessionEnum request."""
+    _check_u32("level", request.level)
+    _check_u32("prefmaxlen", request.prefmaxlen)
+    parts = [
+        _encode_top_string(request.server_name, _FIRST_REFERENT),
+        _encode_top_string(request.client_name, _FIRST_REFERENT + 4),
+        _encode_top_string(request.user_name, _FIRST_REFERENT + 8),
+    ]
+    if request.container:
+        # The client sends an empty container: EntriesRead 0, Buffer NULL.
+        parts.append(_U32x4.pack(request.level, request.level, _FIRST_REFERENT + 12, 0) + b"\0\0\0\0")
+    else:
+        parts.append(_U32x3.pack(request.level, request.level, 0))
+    parts.append(_U32.pack(request.prefmaxlen))
+    if request.resume_handle is None:
+        parts.append(b"\0\0\0\0")
+    else:
+        _check_u32("resume_handle", request.resume_handle)
+        parts.append(_U32x2.pack(_FIRST_REFERENT + 16, request.resume_handle))
+    return b"".join(parts)
+
+
+def encode_session_array(level: int, entries: Sequence[SessionInfo]) -> bytes:
+    """The conformant array of SESSION_INFO_<level> and its deferred strings.
+
+    ``entries`` are 502 records; only the fields of ``level`` are written.
+    Built column by column, like the decoder, to keep per-entry work in C.
+    """
+    fields = LEVELS[level]
+    width = len(fields)
+    count = len(entries)
+    columns: list[Any] = []
+    string_columns: list[list[Any]] = []
+    for slot, field in enumerate(fields):
+        column: list[Any] = [entry[_FIELD_INDEX[field.name]] for entry in entries]
+        if field.kind == "str":
+            string_columns.append(column)
+            # Unique pointers only need a non-zero referent; number them as Windows does.
+            first = _FIRST_REFERENT + 0x100 + 4 * slot
+            column = [
+                0 if value is None else first + 4 * width * row for row, value in enumerate(column)
+            ]
+        elif None in column:
+            column = [value or 0 for value in column]
+        columns.append(column)
+    try:
+        head = struct.pack(f"<{width * count + 1}I", count, *chain.from_iterable(zip(*columns, strict=True)))
+    except struct.error as exc:
+        raise ValueError(f"a numeric session field does not fit in 32 bits: {exc}") from None
+    ordered = [s for s in chain.from_iterable(zip(*string_columns, strict=True)) if s is not None]
+    encoded = {value: _encode_string(value) for value in set(ordered)}
+    return head + b"".join(map(encoded.__getitem__, ordered))
+
+
+_FIELD_INDEX: dict[str, int] = {f.name: i for i, f in enumerate(FIELDS)}
+
+
+def encode_enum_response(response: EnumResponse) -> bytes:
+    """NDR stub of a NetrSessionEnum response (the server side)."""
+    level = response.level
+    _check_u32("level", level)
+    entries = response.entries
+    parts = [_U32x2.pack(level, level)]
+    if level in LEVELS:
+        if entries is None:
+            parts.append(b"\0\0\0\0")
+        elif not entries:
+            parts.append(_U32x3.pack(_FIRST_REFERENT, 0, 0))
+        else:
+            parts.append(_U32x3.pack(_FIRST_REFERENT, len(entries), _FIRST_REFERENT + 4))
+            parts.append(encode_session_array(level, entries))
+    elif entries:
+        raise ValueError(f"level {level} has no union arm to carry entries")
+    _check_u32("total_entries", response.total_entries)
+    _check_u32("status", response.status)
+    parts.append(_U32.pack(response.total_entries))
+    if response.resume_handle is None:
+        parts.append(b"\0\0\0\0")
+    else:
+        _check_u32("resume_handle", response.resume_handle)
+        parts.append(_U32x2.pack(_FIRST_REFERENT + 8, response.resume_handle))
+    parts.append(_U32.pack(response.status))
+    return b"".join(parts)
+
+
+def encode_del_request(request: DelRequest) -> bytes:
+    """NDR stub of a NetrSessionDel request."""
+    return b"".join(
+        (
+            _encode_top_string(request.server_name, _FIRST_REFERENT),
+            _encode_top_string(request.client_name, _FIRST_REFERENT + 4),
+            _encode_top_string(request.user_name, _FIRST_REFERENT + 8),
+        )
+    )
+
+
+def encode_del_response(status: int) -> bytes:
+    """NDR stub of a NetrSessionDel response: the NET_API_STATUS alone."""
+    _check_u32("status", status)
+    return _U32.pack(status)
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+class _Reader:
+    """Cursor over a stub; every read is bounds-checked."""
+
+    __slots__ = ("buf", "pos")
+
+    def __init__(self, buf: bytes) -> None:
+        self.buf = buf
+        self.pos = 0
+
+    def need(self, size: int, what: str) -> None:
+        if self.pos + size > len(self.buf):
+            raise DecodeError(
+                f"truncated stub: {what} needs {size} bytes at offset {self.pos},"
+                f" {len(self.buf) - self.pos} left"
+            )
+
+    def u32(self, what: str) -> int:
+        self.need(4, what)
+        (value,) = _U32.unpack_from(self.buf, self.pos)
+        self.pos += 4
+        return int(value)
+
+    def string(self, what: str) -> str:
+        value, self.pos = _read_string(self.buf, self.pos, what)
+        return value
+
+    def unique_string(self, what: str) -> str | None:
+        return self.string(what) if self.u32(what + " pointer") else None
+
+    def finish(self, what: str) -> None:
+        # Tolerate alignment padding a sender may leave at the end, nothing more.
+        left = len(self.buf) - self.pos
+        if left > 7 or any(self.buf[self.pos :]):
+            raise DecodeError(f"{left} unexpected bytes after the {what} at offset {self.pos}")
+
+
+def _read_string(buf: bytes, pos: int, what: str) -> tuple[str, int]:
+    """Decode a conformant-varying string at ``pos``; return it and the next aligned offset."""
+    if pos + 12 > len(buf):
+        raise DecodeError(f"truncated stub: {what} string header at offset {pos}")
+    max_count, offset, actual = _U32x3.unpack_from(buf, pos)
+    if offset != 0:
+        raise DecodeError(f"{what}: string offset {offset} at {pos} (must be 0)")
+    if actual > max_count:
+        raise DecodeError(f"{what}: actual_count {actual} exceeds max_count {max_count} at {pos}")
+    if actual == 0:
+        raise DecodeError(f"{what}: empty string without terminator at {pos}")
+    start = pos + 12
+    end = start + 2 * actual
+    if end > len(buf):
+        raise DecodeError(
+            f"truncated stub: {what} claims {actual} characters at {pos}, {len(buf) - start} bytes left"
+        )
+    if buf[end - 2] or buf[end - 1]:
+        raise DecodeError(f"{what}: string at {pos} lacks its NUL terminator")
+    try:
+        value = _utf16_decode(buf[start : end - 2], "surrogatepass", True)[0]
+    except UnicodeDecodeError as exc:  # pragma: no cover - surrogatepass accepts all pairs
+        raise DecodeError(f"{what}: undecodable string at {pos}: {exc}") from None
+    return value, end + (-end & 3)
+
+
+def decode_session_array(level: int, buf: bytes, pos: int, count: int) -> tuple[list[SessionInfo], int]:
+    """Decode ``count`` SESSION_INFO_<level> entries (array max_count included) at ``pos``.
+
+    Works column by column so that the per-entry work stays in C: one unpack
+    of every fixed part, one pass over the deferred strings, one bulk UTF-16
+    decode, then a zip of the columns into SessionInfo tuples.
+    """
+    fields = LEVELS[level]
+    width = len(fields)
+    if pos + 4 > len(buf):
+        raise DecodeError(f"truncated stub: array max_count at offset {pos}")
+    (max_count,) = _U32.unpack_from(buf, pos)
+    if max_count != count:
+        raise DecodeError(f"array max_count {max_count} does not match EntriesRead {count}")
+    pos += 4
+    fixed_size = 4 * width * count
+    if pos + fixed_size > len(buf):
+        raise DecodeError(
+            f"truncated stub: {count} level-{level} entries need {fixed_size} bytes at offset {pos},"
+            f" {len(buf) - pos} left"
+        )
+    fixed = struct.unpack_from(f"<{width * count}I", buf, pos)
+    pos += fixed_size
+    slots = _STRING_SLOTS[level]
+    present = sum(count - fixed[slot::width].count(0) for slot in slots)
+    texts, pos = _read_strings(buf, pos, present)
+
+    columns: list[Any] = []
+    by_slot: dict[int, list[Any]]
+    if present == count * len(slots):
+        # Every string pointer is non-NULL (the usual case): strings are row-major.
+        by_slot = {slot: texts[i :: len(slots)] for i, slot in enumerate(slots)}
+    else:
+        text_iter = iter(texts)
+        by_slot = {slot: [None] * count for slot in slots}
+        for row in range(count):
+            for slot in slots:
+                if fixed[row * width + slot]:
+                    by_slot[slot][row] = next(text_iter)
+    for field in FIELDS:
+        if field not in fields:
+            columns.append(repeat(None, count))
+        else:
+            slot = fields.index(field)
+            columns.append(by_slot[slot] if slot in by_slot else fixed[slot::width])
+    return list(map(_new_session, zip(*columns, strict=True))), pos
+
+
+def _read_strings(buf: bytes, pos: int, count: int) -> tuple[list[str], int]:
+    """Decode ``count`` consecutive deferred strings starting at ``pos``."""
+    raws: list[bytes] = []
+    add = raws.append
+    size = len(buf)
+    unpack3 = _U32x3.unpack_from
+    try:
+        for _ in range(count):
+            max_count, offset, actual = unpack3(buf, pos)
+            end = pos + 12 + 2 * actual
+            if offset or actual > max_count or not actual or end > size or buf[end - 2] or buf[end - 1]:
+                _read_string(buf, pos, f"string {len(raws)} of the session array")
+            add(buf[pos + 12 : end])
+            pos = end + (-end & 3)
+    except struct.error:
+        raise DecodeError(f"truncated stub: string header at offset {pos} past the end") from None
+    # Each raw string ends in its NUL, so one decode and one split give them
+    # all, unless a string carries an embedded NUL: then decode one by one.
+    texts = _utf16_decode(b"".join(raws), "surrogatepass", True)[0].split("\0")
+    if len(texts) == count + 1:
+        texts.pop()
+        return texts, pos
+    return [_utf16_decode(raw[:-2], "surrogatepass", True)[0] for raw in raws], pos
+
+
+_STRING_SLOTS: dict[int, tuple[int, ...]] = {
+    level: tuple(i for i, f in enumerate(fields) if f.kind == "str") for level, fields in LEVELS.items()
+}
+_new_session = partial(tuple.__new__, SessionInfo)
+
+
+def decode_enum_response(stub: bytes) -> EnumResponse:
+    """Decode a NetrSessionEnum response stub; raises ``DecodeError`` on any inconsistency."""
+    reader = _Reader(bytes(stub))
+    level = reader.u32("Level")
+    switch = reader.u32("union discriminant")
+    if switch != level:
+        raise DecodeError(f"union discriminant {switch} does not match Level {level}")
+    entries: list[SessionInfo] | None = None
+    if level in LEVELS and reader.u32("container pointer"):
+        count = reader.u32("EntriesRead")
+        if reader.u32("Buffer pointer"):
+            entries, reader.pos = decode_session_array(level, reader.buf, reader.pos, count)
+        elif count:
+            raise DecodeError(f"EntriesRead {count} with a NULL Buffer pointer")
+        else:
+            entries = []
+    total = reader.u32("TotalEntries")
+    resume = reader.u32("ResumeHandle") if reader.u32("ResumeHandle pointer") else None
+    status = reader.u32("return value")
+    reader.finish("NetrSessionEnum response")
+    return EnumResponse(level, entries, total, resume, status)
+
+
+def decode_enum_request(stub: bytes) -> EnumRequest:
+    """Decode a NetrSessionEnum request stub (the server side)."""
+    reader = _Reader(bytes(stub))
+    server = reader.unique_string("ServerName")
+    client = reader.unique_string("ClientName")
+    user = reader.unique_string("UserName")
+    level = reader.u32("Level")
+    switch = reader.u32("union discriminant")
+    if switch != level:
+        raise DecodeError(f"union discriminant {switch} does not match Level {level}")
+    container = False
+    if level in LEVELS:
+        container = bool(reader.u32("container pointer"))
+        if container:
+            count = reader.u32("EntriesRead")
+            if reader.u32("Buffer pointer"):
+                # A client has nothing to send here; accept it but never trust its size.
+                _, reader.pos = decode_session_array(level, reader.buf, reader.pos, count)
+            elif count:
+                raise DecodeError(f"EntriesRead {count} with a NULL Buffer pointer")
+    prefmaxlen = reader.u32("PreferedMaximumLength")
+    resume = reader.u32("ResumeHandle") if reader.u32("ResumeHandle pointer") else None
+    reader.finish("NetrSessionEnum request")
+    return EnumRequest(level, server, client, user, prefmaxlen, resume, container)
+
+
+def decode_del_request(stub: bytes) -> DelRequest:
+    """Decode a NetrSessionDel request stub (the server side)."""
+    reader = _Reader(bytes(stub))
+    server = reader.unique_string("ServerName")
+    client = reader.unique_string("ClientName")
+    user = reader.unique_string("UserName")
+    reader.finish("NetrSessionDel request")
+    return DelRequest(server, client, user)
+
+
+def decode_del_response(stub: bytes) -> int:
+    """Decode a NetrSessionDel response stub: its NET_API_STATUS."""
+    reader = _Reader(bytes(stub))
+    status = reader.u32("return value")
+    reader.finish("NetrSessionDel response")
+    return status

@@ -1,0 +1,111 @@
+"""One open of an in-process named pipe, in message mode.
+
+impacket forwards a pipe over a local TCP socket, which turns it into a byte
+stream: one read may return parts of two DCE/RPC fragments, and a reply can
+never be longer than one read. Here the endpoint's output is kept as whole
+messages (one PDU each) and a read never crosses a message boundary; a read
+smaller than the message returns what fits and says more remains (the SMB
+layer turns that into STATUS_BUFFER_OVERFLOW), as Windows does.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+from smbsessions.server.types import PipeEndpoint
+
+# How much to ask the endpoint for at once: larger than any fragment it makes.
+_PULL_SIZE = 1 << 20
+# Bounds on what one write may queue; an endpoint beyond them is broken.
+_MAX_MESSAGES_PER_WRITE = 10_000
+_MAX_CHUNKS_PER_MESSAGE = 10_000
+
+
+class PipeBusyError(Exception):
+    """A transceive was attempted while unread output is queued (STATUS_PIPE_BUSY)."""
+
+
+class PipeHandle:
+    """Queue of whole messages in front of a ``PipeEndpoint``.
+
+    Used by one connection thread; ``close`` may also come from ``stop()``.
+    It also offers ``send``/``sendall``/``recv`` so impacket's own pipe code
+    paths that we do not intercept (SMB1 core READ/WRITE) still work, as a
+    byte stream.
+    """
+
+    def __init__(self, endpoint: PipeEndpoint) -> None:
+        self._endpoint = endpoint
+        self._messages: deque[bytes] = deque()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def pending(self) -> bool:
+        """True while output is queued that the client has not read."""
+        return bool(self._messages)
+
+    def write(self, data: bytes) -> None:
+        """Client -> endpoint; collects whatever the endpoint answered."""
+        if self._closed:
+            raise OSError("pipe is closed")
+        self._endpoint.write(data)
+        self._collect()
+
+    def read(self, max_len: int) -> tuple[bytes, bool]:
+        """Up to ``max_len`` bytes of the oldest message; True if more of it remains."""
+        if not self._messages or max_len <= 0:
+            return b"", bool(self._messages)
+        message = self._messages[0]
+        if len(message) <= max_len:
+            self._messages.popleft()
+            return message, False
+        self._messages[0] = message[max_len:]
+        return message[:max_len], True
+
+    def transceive(self, data: bytes, max_len: int) -> tuple[bytes, bool]:
+        """FSCTL_PIPE_TRANSCEIVE / TRANSACT_NMPIPE: write, then read one message."""
+        if self._messages:
+            raise PipeBusyError("unread data is queued on the pipe")
+        self.write(data)
+        return self.read(max_len)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._messages.clear()
+        self._endpoint.close()
+
+    # Socket-shaped methods for impacket's uninterrupted byte-stream paths.
+    def send(self, data: bytes) -> int:
+        self.write(data)
+        return len(data)
+
+    def sendall(self, data: bytes) -> None:
+        self.write(data)
+
+    def recv(self, max_len: int) -> bytes:
+        chunk, _ = self.read(max_len)
+        return chunk
+
+    def _collect(self) -> None:
+        for _ in range(_MAX_MESSAGES_PER_WRITE):
+            chunk, more = self._endpoint.read(_PULL_SIZE)
+            if not chunk and not more:
+                return
+            parts = [chunk]
+            for _ in range(_MAX_CHUNKS_PER_MESSAGE):
+                if not more:
+                    break
+                chunk, more = self._endpoint.read(_PULL_SIZE)
+                parts.append(chunk)
+            else:
+                raise RuntimeError("pipe endpoint never finished a message")
+            self._messages.append(b"".join(parts))
+        raise RuntimeError("pipe endpoint produced too many messages for one write")
