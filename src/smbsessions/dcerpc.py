@@ -1,0 +1,624 @@
+"""Sans-I/O DCE/RPC connection-oriented PDUs (C706 chapter 12, MS-RPCE 2.2.2).
+
+Only what an ncacn_np srvsvc conversation needs, for both sides:
+
+* ``parse_pdu`` / ``PduStream``: bytes -> PDU objects (a pipe is a byte stream
+  to some servers, so a stream splitter is provided).
+* ``RpcClientConnection``: bind, request fragmentation, response reassembly,
+  faults.
+* ``RpcServerConnection``: bind/alter_context answers, request reassembly,
+  response fragmentation, faults. It queues outgoing PDUs; the shell hands
+  them to the pipe one message per read.
+
+No socket, no SMB, no authentication verifiers (ncacn_np relies on the SMB
+session; a PDU carrying one is refused).
+"""
+
+from __future__ import annotations
+
+import struct
+import uuid
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from .status import ProtocolError, RpcFaultError, RpcFaultStatus
+
+
+class PType(IntEnum):
+    REQUEST = 0
+    RESPONSE = 2
+    FAULT = 3
+    BIND = 11
+    BIND_ACK = 12
+    BIND_NAK = 13
+    ALTER_CONTEXT = 14
+    ALTER_CONTEXT_RESP = 15
+    AUTH3 = 16
+    SHUTDOWN = 17
+    CO_CANCEL = 18
+    ORPHANED = 19
+
+
+PFC_FIRST_FRAG = 0x01
+PFC_LAST_FRAG = 0x02
+PFC_OBJECT_UUID = 0x80
+
+# Presentation-context results (C706 p_cont_def_result_t) and reasons.
+RESULT_ACCEPTANCE = 0
+RESULT_PROVIDER_REJECTION = 2
+RESULT_NEGOTIATE_ACK = 3
+REASON_NOT_SPECIFIED = 0
+REASON_ABSTRACT_SYNTAX_NOT_SUPPORTED = 1
+REASON_TRANSFER_SYNTAXES_NOT_SUPPORTED = 2
+BIND_NAK_PROTOCOL_VERSION_NOT_SUPPORTED = 4
+
+HEADER = struct.Struct("<BBBBIHHI")
+HEADER_SIZE = HEADER.size  # 16
+_LITTLE_ENDIAN_ASCII_IEEE = 0x00000010
+_REQUEST = struct.Struct("<IHH")
+_RESPONSE = struct.Struct("<IHBB")
+_FAULT = struct.Struct("<IHBBII")
+_BIND = struct.Struct("<HHIBBH")
+_CONTEXT = struct.Struct("<HBB")
+_SYNTAX = struct.Struct("<16sHH")
+_RESULT = struct.Struct("<HH")
+
+# Fragments bigger than this are refused whatever was negotiated, and so are
+# reassembled requests bigger than MAX_REQUEST_STUB: a client cannot make the
+# server buffer without bound.
+MAX_FRAG = 0xFFFF
+MAX_REQUEST_STUB = 1 << 20
+DEFAULT_MAX_FRAG = 4280  # what Windows and Samba negotiate on ncacn_np
+
+
+@dataclass(frozen=True)
+class SyntaxId:
+    """An interface or transfer syntax: UUID and version."""
+
+    uuid: uuid.UUID
+    major: int
+    minor: int = 0
+
+    def pack(self) -> bytes:
+        return _SYNTAX.pack(self.uuid.bytes_le, self.major, self.minor)
+
+    @classmethod
+    def unpack_from(cls, data: bytes, offset: int) -> SyntaxId:
+        raw, major, minor = _SYNTAX.unpack_from(data, offset)
+        return cls(uuid.UUID(bytes_le=raw), major, minor)
+
+
+SRVSVC = SyntaxId(uuid.UUID("4b324fc8-1670-01d3-1278-5a47bf6ee188"), 3, 0)
+NDR20 = SyntaxId(uuid.UUID("8a885d04-1ceb-11c9-9fe8-08002b104860"), 2, 0)
+NDR64 = SyntaxId(uuid.UUID("71710533-beba-4937-8319-b5dbef9ccc36"), 1, 0)
+# Bind-time feature negotiation (MS-RPCE 3.3.1.5.3): the UUID's first 8 bytes are fixed.
+_BIND_TIME_FEATURE_PREFIX = uuid.UUID("6cb71c2c-9812-4540-0000-000000000000").bytes_le[:8]
+_NULL_SYNTAX = SyntaxId(uuid.UUID(int=0), 0, 0)
+
+
+@dataclass(frozen=True)
+class ContextElement:
+    context_id: int
+    abstract: SyntaxId
+    transfer: tuple[SyntaxId, ...]
+
+
+@dataclass(frozen=True)
+class ContextResult:
+    result: int
+    reason: int
+    transfer: SyntaxId
+
+
+@dataclass(frozen=True)
+class Pdu:
+    """Common header fields; ``body`` is the bytes after the 16-byte header (auth excluded)."""
+
+    ptype: int
+    flags: int
+    call_id: int
+    frag_length: int
+    auth_length: int
+    body: bytes
+
+    @property
+    def first(self) -> bool:
+        return bool(self.flags & PFC_FIRST_FRAG)
+
+    @property
+    def last(self) -> bool:
+        return bool(self.flags & PFC_LAST_FRAG)
+
+
+@dataclass(frozen=True)
+class Bind:
+    max_xmit_frag: int
+    max_recv_frag: int
+    assoc_group: int
+    contexts: tuple[ContextElement, ...]
+
+
+@dataclass(frozen=True)
+class BindAck:
+    max_xmit_frag: int
+    max_recv_frag: int
+    assoc_group: int
+    secondary_address: str
+    results: tuple[ContextResult, ...]
+
+
+@dataclass(frozen=True)
+class Request:
+    alloc_hint: int
+    context_id: int
+    opnum: int
+    stub: bytes
+
+
+@dataclass(frozen=True)
+class Response:
+    alloc_hint: int
+    context_id: int
+    stub: bytes
+
+
+@dataclass(frozen=True)
+class Fault:
+    context_id: int
+    status: int
+
+
+# --------------------------------------------------------------------------- framing
+
+
+def _pdu(ptype: int, flags: int, call_id: int, body: bytes) -> bytes:
+    length = HEADER_SIZE + len(body)
+    if length > MAX_FRAG:
+        raise ValueError(f"PDU of {length} bytes exceeds a fragment's 16-bit length")
+    return HEADER.pack(5, 0, ptype, flags, _LITTLE_ENDIAN_ASCII_IEEE, length, 0, call_id) + body
+
+
+def parse_pdu(data: bytes) -> Pdu:
+    """Parse one complete PDU (exactly ``frag_length`` bytes)."""
+    if len(data) < HEADER_SIZE:
+        raise ProtocolError(f"DCE/RPC PDU of {len(data)} bytes is shorter than its header")
+    major, minor, ptype, flags, drep, frag_length, auth_length, call_id = HEADER.unpack_from(data)
+    if major != 5 or minor not in (0, 1):
+        raise ProtocolError(f"DCE/RPC version {major}.{minor} is not 5.0/5.1")
+    if drep & 0xF0 != 0x10 or drep & 0x0F:
+        raise ProtocolError(f"unsupported data representation 0x{drep:08x} (only little-endian ASCII)")
+    if frag_length != len(data):
+        raise ProtocolError(f"frag_length {frag_length} does not match the {len(data)} bytes received")
+    body_end = frag_length
+    if auth_length:
+        # sec_trailer (8 bytes) + verifier; auth_pad_length sits in the trailer.
+        trailer = frag_length - auth_length - 8
+        if trailer < HEADER_SIZE:
+            raise ProtocolError(f"auth_length {auth_length} larger than the PDU")
+        body_end = trailer - data[trailer + 2]
+        if body_end < HEADER_SIZE:
+            raise ProtocolError("auth padding larger than the PDU body")
+    return Pdu(ptype, flags, call_id, frag_length, auth_length, bytes(data[HEADER_SIZE:body_end]))
+
+
+class PduStream:
+    """Split a byte stream into PDUs (some servers treat the pipe as a stream)."""
+
+    def __init__(self, max_frag: int = MAX_FRAG) -> None:
+        self._buffer = bytearray()
+        self._max_frag = max_frag
+
+    def feed(self, data: bytes) -> list[Pdu]:
+        self._buffer += data
+        pdus: list[Pdu] = []
+        while len(self._buffer) >= HEADER_SIZE:
+            (frag_length,) = struct.unpack_from("<H", self._buffer, 8)
+            if frag_length < HEADER_SIZE or frag_length > self._max_frag:
+                raise ProtocolError(f"impossible frag_length {frag_length}")
+            if len(self._buffer) < frag_length:
+                break
+            pdus.append(parse_pdu(bytes(self._buffer[:frag_length])))
+            del self._buffer[:frag_length]
+        return pdus
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an incomplete PDU held back."""
+        return len(self._buffer)
+
+
+def _need(body: bytes, size: int, what: str) -> None:
+    if len(body) < size:
+        raise ProtocolError(f"truncated {what}: {len(body)} bytes, {size} needed")
+
+
+def decode_bind(body: bytes) -> Bind:
+    _need(body, _BIND.size, "bind")
+    max_xmit, max_recv, assoc, count, _, _ = _BIND.unpack_from(body)
+    offset = _BIND.size
+    contexts = []
+    for _ in range(count):
+        _need(body, offset + _CONTEXT.size + _SYNTAX.size, "bind context")
+        context_id, n_transfer, _ = _CONTEXT.unpack_from(body, offset)
+        offset += _CONTEXT.size
+        abstract = SyntaxId.unpack_from(body, offset)
+        offset += _SYNTAX.size
+        _need(body, offset + n_transfer * _SYNTAX.size, "bind transfer syntaxes")
+        transfer = tuple(SyntaxId.unpack_from(body, offset + i * _SYNTAX.size) for i in range(n_transfer))
+        offset += n_transfer * _SYNTAX.size
+        contexts.append(ContextElement(context_id, abstract, transfer))
+    return Bind(max_xmit, max_recv, assoc, tuple(contexts))
+
+
+def encode_bind(bind: Bind) -> bytes:
+    parts = [
+        _BIND.pack(bind.max_xmit_frag, bind.max_recv_frag, bind.assoc_group, len(bind.contexts), 0, 0)
+    ]
+    for ctx in bind.contexts:
+        parts.append(_CONTEXT.pack(ctx.context_id, len(ctx.transfer), 0) + ctx.abstract.pack())
+        parts.extend(t.pack() for t in ctx.transfer)
+    return b"".join(parts)
+
+
+def encode_bind_ack(ack: BindAck) -> bytes:
+    address = ack.secondary_address.encode("ascii") + b"\0" if ack.secondary_address else b""
+    head = struct.pack("<HHIH", ack.max_xmit_frag, ack.max_recv_frag, ack.assoc_group, len(address))
+    head += address
+    # The result list is 4-byte aligned relative to the PDU start (header is 16).
+    head += b"\0" * (-(HEADER_SIZE + len(head)) % 4)
+    parts = [head, struct.pack("<BBH", len(ack.results), 0, 0)]
+    parts.extend(_RESULT.pack(r.result, r.reason) + r.transfer.pack() for r in ack.results)
+    return b"".join(parts)
+
+
+def decode_bind_ack(body: bytes) -> BindAck:
+    _need(body, 10, "bind_ack")
+    max_xmit, max_recv, assoc, address_length = struct.unpack_from("<HHIH", body)
+    offset = 10
+    _need(body, offset + address_length, "bind_ack secondary address")
+    address = body[offset : offset + address_length].rstrip(b"\0").decode("ascii", "replace")
+    offset += address_length
+    offset += -(HEADER_SIZE + offset) % 4
+    _need(body, offset + 4, "bind_ack result list")
+    count = body[offset]
+    offset += 4
+    _need(body, offset + count * (_RESULT.size + _SYNTAX.size), "bind_ack results")
+    results = []
+    for _ in range(count):
+        result, reason = _RESULT.unpack_from(body, offset)
+        results.append(ContextResult(result, reason, SyntaxId.unpack_from(body, offset + _RESULT.size)))
+        offset += _RESULT.size + _SYNTAX.size
+    return BindAck(max_xmit, max_recv, assoc, address, tuple(results))
+
+
+def decode_request(pdu: Pdu) -> Request:
+    _need(pdu.body, _REQUEST.size, "request")
+    alloc_hint, context_id, opnum = _REQUEST.unpack_from(pdu.body)
+    offset = _REQUEST.size + (16 if pdu.flags & PFC_OBJECT_UUID else 0)
+    _need(pdu.body, offset, "request object UUID")
+    return Request(alloc_hint, context_id, opnum, pdu.body[offset:])
+
+
+def decode_response(pdu: Pdu) -> Response:
+    _need(pdu.body, _RESPONSE.size, "response")
+    alloc_hint, context_id, _, _ = _RESPONSE.unpack_from(pdu.body)
+    return Response(alloc_hint, context_id, pdu.body[_RESPONSE.size :])
+
+
+def decode_fault(pdu: Pdu) -> Fault:
+    _need(pdu.body, 12, "fault")
+    _, context_id, _, _, status = struct.unpack_from("<IHBBI", pdu.body)
+    return Fault(context_id, status)
+
+
+def fragment(
+    ptype: int, call_id: int, context_id: int, stub: bytes, max_frag: int, opnum: int = 0
+) -> list[bytes]:
+    """Split ``stub`` into request or response PDUs of at most ``max_frag`` bytes.
+
+    Every fragment but the last carries a multiple of 8 stub bytes, so NDR
+    alignment survives reassembly on any receiver.
+    """
+    head_size = HEADER_SIZE + 8
+    room = (min(max_frag, MAX_FRAG) - head_size) & ~7
+    if room <= 0:
+        raise ValueError(f"max_frag {max_frag} leaves no room for stub data")
+    pdus = []
+    offset = 0
+    total = len(stub)
+    while True:
+        chunk = stub[offset : offset + room]
+        flags = (PFC_FIRST_FRAG if offset == 0 else 0) | (PFC_LAST_FRAG if offset + room >= total else 0)
+        if ptype == PType.REQUEST:
+            body = _REQUEST.pack(total - offset, context_id, opnum) + chunk
+        else:
+            body = _RESPONSE.pack(total - offset, context_id, 0, 0) + chunk
+        pdus.append(_pdu(ptype, flags, call_id, body))
+        offset += room
+        if flags & PFC_LAST_FRAG:
+            return pdus
+
+
+def fault_pdu(call_id: int, status: int, context_id: int = 0) -> bytes:
+    """A complete fault PDU (did-not-execute is implied for our refusals)."""
+    return _pdu(PType.FAULT, PFC_FIRST_FRAG | PFC_LAST_FRAG | 0x20, call_id,
+                _FAULT.pack(0, context_id, 0, 0, status, 0))
+
+
+# --------------------------------------------------------------------------- client
+
+
+class RpcClientConnection:
+    """Client side of one association: bind, then calls one at a time."""
+
+    def __init__(
+        self,
+        abstract: SyntaxId = SRVSVC,
+        max_xmit_frag: int = DEFAULT_MAX_FRAG,
+        max_recv_frag: int = MAX_FRAG,
+    ) -> None:
+        self.abstract = abstract
+        self.max_xmit_frag = max_xmit_frag
+        self.max_recv_frag = max_recv_frag
+        self.bound = False
+        self._call_id = 0
+        self._context_id = 0
+        self._pending: int | None = None
+        self._parts: list[bytes] = []
+        self._received = 0
+
+    def _next_call_id(self) -> int:
+        self._call_id += 1
+        return self._call_id
+
+    def bind(self) -> bytes:
+        """The bind PDU offering NDR20 for the interface."""
+        body = encode_bind(
+            Bind(self.max_xmit_frag, self.max_recv_frag, 0,
+                 (ContextElement(self._context_id, self.abstract, (NDR20,)),))
+        )
+        call_id = self._next_call_id()
+        self._pending = call_id
+        return _pdu(PType.BIND, PFC_FIRST_FRAG | PFC_LAST_FRAG, call_id, body)
+
+    def receive_bind_ack(self, data: bytes) -> BindAck:
+        """Accept the server's answer to ``bind``; raise if the interface was refused."""
+        pdu = parse_pdu(data)
+        if pdu.ptype == PType.BIND_NAK:
+            reason = struct.unpack_from("<H", pdu.body)[0] if len(pdu.body) >= 2 else -1
+            raise ProtocolError(f"the server refused the srvsvc bind (bind_nak reason {reason})")
+        if pdu.ptype == PType.FAULT:
+            fault = decode_fault(pdu)
+            raise RpcFaultError(fault.status, "in answer to bind")
+        if pdu.ptype != PType.BIND_ACK:
+            raise ProtocolError(f"expected bind_ack, got PDU type {pdu.ptype}")
+        if pdu.call_id != self._pending:
+            raise ProtocolError(f"bind_ack for call {pdu.call_id}, expected {self._pending}")
+        ack = decode_bind_ack(pdu.body)
+        if not ack.results or ack.results[0].result != RESULT_ACCEPTANCE:
+            reason = ack.results[0].reason if ack.results else -1
+            raise ProtocolError(f"the server rejected the srvsvc presentation context (reason {reason})")
+        if ack.max_xmit_frag < 64:
+            raise ProtocolError(f"server max_xmit_frag {ack.max_xmit_frag} is unusable")
+        # The server's max_recv bounds what we send; its max_xmit what it sends us.
+        self.max_xmit_frag = min(self.max_xmit_frag, ack.max_recv_frag)
+        self.bound = True
+        self._pending = None
+        return ack
+
+    def request(self, opnum: int, stub: bytes) -> list[bytes]:
+        """Request PDUs for one call; feed the answer to ``receive``."""
+        if not self.bound:
+            raise ProtocolError("request before a successful bind")
+        call_id = self._next_call_id()
+        self._pending = call_id
+        self._parts = []
+        self._received = 0
+        return fragment(PType.REQUEST, call_id, self._context_id, stub, self.max_xmit_frag, opnum)
+
+    def receive(self, pdu: Pdu, max_stub: int = 1 << 30) -> bytes | None:
+        """Feed one PDU of the answer; the whole stub once the last fragment is in.
+
+        Raises ``RpcFaultError`` for a fault, ``ProtocolError`` for anything unexpected.
+        """
+        if self._pending is None:
+            raise ProtocolError("a PDU arrived with no call outstanding")
+        if pdu.call_id != self._pending:
+            raise ProtocolError(f"PDU for call {pdu.call_id} while waiting for call {self._pending}")
+        if pdu.ptype == PType.FAULT:
+            self._pending = None
+            raise RpcFaultError(decode_fault(pdu).status)
+        if pdu.ptype != PType.RESPONSE:
+            raise ProtocolError(f"expected a response PDU, got type {pdu.ptype}")
+        if pdu.first != (not self._parts):
+            raise ProtocolError("response fragments out of order")
+        response = decode_response(pdu)
+        self._received += len(response.stub)
+        if self._received > max_stub:
+            raise ProtocolError(f"response larger than {max_stub} bytes")
+        self._parts.append(response.stub)
+        if not pdu.last:
+            return None
+        self._pending = None
+        stub = b"".join(self._parts)
+        self._parts = []
+        return stub
+
+
+# --------------------------------------------------------------------------- server
+
+
+@dataclass(frozen=True)
+class Call:
+    """A complete request the server must answer with ``respond`` or ``fault``."""
+
+    call_id: int
+    context_id: int
+    opnum: int
+    stub: bytes
+
+
+@dataclass
+class _PendingRequest:
+    call_id: int
+    context_id: int
+    opnum: int
+    parts: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+
+class RpcServerConnection:
+    """Server side of one association on one pipe open.
+
+    ``receive_data`` takes whatever the client wrote and returns the calls it
+    completed; binds, alter_contexts and protocol errors are answered on the
+    spot. Outgoing PDUs wait in a queue: ``next_pdu`` gives one per pipe read.
+    """
+
+    def __init__(
+        self,
+        interfaces: Sequence[SyntaxId] = (SRVSVC,),
+        max_frag: int = DEFAULT_MAX_FRAG,
+        secondary_address: str = "\\PIPE\\srvsvc",
+        assoc_group: int = 0x1234,
+    ) -> None:
+        self.interfaces = tuple(interfaces)
+        self.max_frag = max_frag
+        self.secondary_address = secondary_address
+        self.assoc_group = assoc_group
+        self.contexts: dict[int, SyntaxId] = {}
+        self.xmit_frag = max_frag
+        self._stream = PduStream()
+        self._outgoing: deque[bytes] = deque()
+        self._request: _PendingRequest | None = None
+        self.broken = False
+
+    # ---- incoming
+
+    def receive_data(self, data: bytes) -> list[Call]:
+        if self.broken:
+            return []
+        try:
+            pdus = self._stream.feed(data)
+        except ProtocolError:
+            self._break()
+            return []
+        calls = []
+        for pdu in pdus:
+            call = self._handle(pdu)
+            if call is not None:
+                calls.append(call)
+        return calls
+
+    def _break(self) -> None:
+        # The byte stream is unsalvageable: tell the client once, then go quiet.
+        self.broken = True
+        self._outgoing.append(fault_pdu(0, RpcFaultStatus.nca_s_proto_error))
+
+    def _handle(self, pdu: Pdu) -> Call | None:
+        if pdu.ptype in (PType.BIND, PType.ALTER_CONTEXT):
+            self._answer_bind(pdu)
+            return None
+        if pdu.ptype != PType.REQUEST:
+            # auth3, cancel, orphaned, shutdown and stray server PDUs need no answer.
+            return None
+        if pdu.auth_length:
+            self._outgoing.append(fault_pdu(pdu.call_id, RpcFaultStatus.nca_s_proto_error))
+            return None
+        try:
+            request = decode_request(pdu)
+        except ProtocolError:
+            self._outgoing.append(fault_pdu(pdu.call_id, RpcFaultStatus.nca_s_proto_error))
+            return None
+        if pdu.first:
+            if request.context_id not in self.contexts:
+                self._outgoing.append(
+                    fault_pdu(pdu.call_id, RpcFaultStatus.nca_s_unk_if, request.context_id)
+                )
+                self._request = None
+                return None
+            self._request = _PendingRequest(pdu.call_id, request.context_id, request.opnum)
+        pending = self._request
+        if pending is None or pending.call_id != pdu.call_id:
+            self._outgoing.append(fault_pdu(pdu.call_id, RpcFaultStatus.nca_s_proto_error))
+            self._request = None
+            return None
+        pending.parts.append(request.stub)
+        pending.size += len(request.stub)
+        if pending.size > MAX_REQUEST_STUB:
+            self._outgoing.append(fault_pdu(pdu.call_id, RpcFaultStatus.nca_s_proto_error))
+            self._request = None
+            return None
+        if not pdu.last:
+            return None
+        self._request = None
+        return Call(pending.call_id, pending.context_id, pending.opnum, b"".join(pending.parts))
+
+    def _answer_bind(self, pdu: Pdu) -> None:
+        reply_type = PType.BIND_ACK if pdu.ptype == PType.BIND else PType.ALTER_CONTEXT_RESP
+        try:
+            bind = decode_bind(pdu.body)
+        except ProtocolError:
+            self._outgoing.append(self._bind_nak(pdu.call_id, REASON_NOT_SPECIFIED))
+            return
+        if pdu.auth_length:
+            # We do not speak RPC-level authentication on a pipe the SMB session protects.
+            self._outgoing.append(self._bind_nak(pdu.call_id, REASON_NOT_SPECIFIED))
+            return
+        if pdu.ptype == PType.BIND:
+            self.xmit_frag = max(HEADER_SIZE + 32, min(self.max_frag, bind.max_recv_frag))
+        results = [self._negotiate(ctx) for ctx in bind.contexts]
+        ack = BindAck(self.xmit_frag, self.max_frag, self.assoc_group,
+                      self.secondary_address if reply_type == PType.BIND_ACK else "", tuple(results))
+        self._outgoing.append(_pdu(reply_type, PFC_FIRST_FRAG | PFC_LAST_FRAG, pdu.call_id,
+                                   encode_bind_ack(ack)))
+
+    def _negotiate(self, ctx: ContextElement) -> ContextResult:
+        if any(t.uuid.bytes_le[:8] == _BIND_TIME_FEATURE_PREFIX for t in ctx.transfer):
+            # Acknowledge bind-time feature negotiation, supporting no optional feature.
+            return ContextResult(RESULT_NEGOTIATE_ACK, 0, _NULL_SYNTAX)
+        if ctx.abstract not in self.interfaces:
+            return ContextResult(RESULT_PROVIDER_REJECTION, REASON_ABSTRACT_SYNTAX_NOT_SUPPORTED,
+                                 _NULL_SYNTAX)
+        if NDR20 not in ctx.transfer:
+            return ContextResult(RESULT_PROVIDER_REJECTION, REASON_TRANSFER_SYNTAXES_NOT_SUPPORTED,
+                                 _NULL_SYNTAX)
+        self.contexts[ctx.context_id] = ctx.abstract
+        return ContextResult(RESULT_ACCEPTANCE, 0, NDR20)
+
+    def _bind_nak(self, call_id: int, reason: int) -> bytes:
+        return _pdu(PType.BIND_NAK, PFC_FIRST_FRAG | PFC_LAST_FRAG, call_id,
+                    struct.pack("<HB", reason, 1) + bytes([5, 0]))
+
+    # ---- outgoing
+
+    def respond(self, call: Call, stub: bytes) -> None:
+        """Queue the response to ``call``, fragmented to the negotiated size."""
+        self._outgoing.extend(
+            fragment(PType.RESPONSE, call.call_id, call.context_id, stub, self.xmit_frag)
+        )
+
+    def fault(self, call: Call, status: int) -> None:
+        """Queue a fault PDU answering ``call``."""
+        self._outgoing.append(fault_pdu(call.call_id, status, call.context_id))
+
+    def next_pdu(self) -> bytes | None:
+        """The next whole PDU to hand to the client, or None."""
+        return self._outgoing.popleft() if self._outgoing else None
+
+    @property
+    def has_output(self) -> bool:
+        return bool(self._outgoing)
+
+
+def iter_pdus(chunks: Iterable[bytes]) -> list[Pdu]:
+    """Parse PDUs from chunks that may split or join PDUs arbitrarily."""
+    stream = PduStream()
+    pdus: list[Pdu] = []
+    for chunk in chunks:
+        pdus.extend(stream.feed(chunk))
+    if stream.pending:
+        raise ProtocolError(f"{stream.pending} bytes of an incomplete PDU at the end")
+    return pdus
