@@ -127,6 +127,17 @@ def session_matches(info: SessionInfo, client_name: str | None, user_name: str |
     )
 
 
+def not_found_status(sessions: Sequence[SessionInfo], client_name: str | None) -> int:
+    """Which "not found" applies when the qualifiers matched nothing in ``sessions``.
+
+    NERR_ClientNameNotFound if no session comes from the client, else
+    NERR_UserNotFound (the client is there, the user is not).
+    """
+    if _given(client_name) and not any(session_matches(s, client_name, None) for s in sessions):
+        return NetApiStatus.NERR_ClientNameNotFound
+    return NetApiStatus.NERR_UserNotFound
+
+
 def check_enum_access(caller: Caller, level: int, policy: SessionInfoPolicy) -> int | None:
     """ERROR_ACCESS_DENIED when ``caller`` may not enumerate at ``level``, else None."""
     if not caller.authenticated:
@@ -183,11 +194,7 @@ def enumerate_sessions(
         ]
         if not positions:
             # "... MUST fail the call with either an NERR_UserNotFound or NERR_ClientNameNotFound."
-            client_seen = not _given(client) or any(
-                session_matches(sessions[i], client, None) for i in range(start, len(sessions))
-            )
-            status = NetApiStatus.NERR_UserNotFound if client_seen else NetApiStatus.NERR_ClientNameNotFound
-            return _error(status, request)
+            return _error(not_found_status(sessions[start:], client), request)
     else:
         positions = list(range(start, len(sessions)))
 

@@ -99,10 +99,14 @@ class NetApiError(SmbSessionsError):
     """The server ran the call and answered with a NET_API_STATUS other than success.
 
     ``status`` is the number, ``name`` its symbolic name (``ERROR_ACCESS_DENIED``).
+    ``attempts`` lists ``(level, status)`` for each level a client tried first.
     """
 
-    def __init__(self, status: int, detail: str | None = None) -> None:
+    def __init__(
+        self, status: int, detail: str | None = None, attempts: list[tuple[int, int]] | None = None
+    ) -> None:
         self.status = int(status)
+        self.attempts = list(attempts or [])
         self.name = net_api_status_name(self.status)
         self.message = NET_API_MESSAGES.get(self.status, "Unknown NET_API_STATUS.")
         self.detail = detail

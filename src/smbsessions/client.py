@@ -1,0 +1,357 @@
+"""SessionClient: NetrSessionEnum / NetrSessionDel over one SMB connection.
+
+The shell around the pure core: ``transport.SmbPipe`` moves bytes,
+``dcerpc`` frames them, ``ndr`` encodes and decodes them, ``rules`` supplies
+the qualifier matching a server may have skipped.
+
+Interop realities handled here (SPEC.md section 5):
+
+* No level requested: the richest level the server allows answers (502, 10,
+  2, 1, 0, moving on after ERROR_INVALID_LEVEL or ERROR_ACCESS_DENIED).
+* Servers that ignore ClientName/UserName (Samba): the qualifiers are applied
+  here, including NERR_ClientNameNotFound / NERR_UserNotFound.
+* Paging: loop on ERROR_MORE_DATA with the resume handle; a handle that does
+  not advance or a page that brings nothing is a protocol error, never a loop.
+* cname is normalised (``\\\\`` prefix, IPv6 in brackets); the raw value is kept.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .auth import Credentials
+from .dcerpc import DEFAULT_MAX_FRAG, MAX_FRAG, PduStream, RpcClientConnection
+from .levels import FALLBACK_ORDER, MAX_PREFERRED_LENGTH, SessionInfo, check_level
+from .ndr import (
+    OPNUM_NETR_SESSION_DEL,
+    OPNUM_NETR_SESSION_ENUM,
+    DelRequest,
+    EnumRequest,
+    EnumResponse,
+    decode_del_response,
+    decode_enum_response,
+    encode_del_request,
+    encode_enum_request,
+)
+from .rules import not_found_status, session_matches
+from .status import NetApiError, NetApiStatus, ProtocolError, TransportError
+from .transport import SmbPipe
+
+# A server may not make us page forever or buffer without bound.
+MAX_PAGES = 100_000
+MAX_RESPONSE_BYTES = 256 << 20
+_FALLBACK_STATUSES = (NetApiStatus.ERROR_INVALID_LEVEL, NetApiStatus.ERROR_ACCESS_DENIED)
+
+
+def normalize_client_name(name: str) -> str:
+    """``\\\\name`` form: one leading ``\\\\``, IPv6 addresses in brackets.
+
+    ``127.0.0.2`` -> ``\\\\127.0.0.2``; ``::1`` -> ``\\\\[::1]``; ``\\\\WS1`` unchanged.
+    """
+    bare = name.lstrip("\\")
+    if bare.startswith("[") and bare.endswith("]"):
+        return "\\\\" + bare
+    try:
+        address = ipaddress.ip_address(bare)
+    except ValueError:
+        return "\\\\" + bare
+    if isinstance(address, ipaddress.IPv6Address):
+        return f"\\\\[{bare}]"
+    return "\\\\" + bare
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """One session as enumerated: the level's fields, with cname normalised."""
+
+    info: SessionInfo
+    level: int
+    raw_client_name: str | None
+
+    @property
+    def client_name(self) -> str | None:
+        return self.info.cname
+
+    @property
+    def user_name(self) -> str | None:
+        return self.info.username
+
+    def to_dict(self) -> dict[str, Any]:
+        """pywin32 keys of the level, plus ``client_name_raw`` and ``level``."""
+        record = self.info.to_win32(self.level)
+        record["client_name_raw"] = self.raw_client_name
+        record["level"] = self.level
+        return record
+
+
+def _as_session(info: SessionInfo, level: int) -> Session:
+    raw = info.cname
+    if raw is not None:
+        info = info._replace(cname=normalize_client_name(raw))
+    return Session(info.project(level), level, raw)
+
+
+@dataclass
+class Enumeration:
+    """The answer to ``SessionClient.enum``: iterate it for every session, page by page.
+
+    ``level`` is the level that answered; ``attempts`` lists ``(level, status)``
+    of every level tried before it; ``filtered_locally`` is true when the server
+    ignored the qualifiers and they were applied here. Iteration raises
+    (``NetApiError``, ``ProtocolError``, transport errors) if a later page fails:
+    a partial result is never presented as complete.
+    """
+
+    level: int
+    attempts: list[tuple[int, int]]
+    total_entries_hint: int
+    filtered_locally: bool = False
+    _pages: Iterator[list[Session]] = field(default=iter(()), repr=False)
+    _consumed: bool = field(default=False, repr=False)
+
+    def __iter__(self) -> Iterator[Session]:
+        if self._consumed:
+            raise RuntimeError("an Enumeration can be iterated only once; call list() on it")
+        self._consumed = True
+        for page in self._pages:
+            yield from page
+
+
+class SessionClient:
+    """One authenticated SMB connection with a bound srvsvc pipe.
+
+    >>> with SessionClient("fileserver", credentials=creds) as client:   # doctest: +SKIP
+    ...     for session in client.enum():
+    ...         print(session.client_name, session.user_name)
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int = 445,
+        *,
+        credentials: Credentials,
+        timeout: float = 10.0,
+        require_encryption: bool = False,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.credentials = credentials
+        self.timeout = timeout
+        self.require_encryption = require_encryption
+        self._pipe: SmbPipe | None = None
+        self._rpc = RpcClientConnection(max_xmit_frag=DEFAULT_MAX_FRAG, max_recv_frag=MAX_FRAG)
+
+    # ---- connection
+
+    def open(self) -> SessionClient:
+        """Connect, authenticate, open ``\\PIPE\\srvsvc`` and bind (idempotent)."""
+        if self._pipe is not None:
+            return self
+        pipe = SmbPipe.open(
+            self.host,
+            self.port,
+            credentials=self.credentials,
+            timeout=self.timeout,
+            require_encryption=self.require_encryption,
+        )
+        try:
+            reply = pipe.transceive(self._rpc.bind(), MAX_FRAG)
+            self._rpc.receive_bind_ack(reply)
+        except BaseException:
+            pipe.close()
+            raise
+        self._pipe = pipe
+        return self
+
+    def close(self) -> None:
+        if self._pipe is not None:
+            self._pipe.close()
+            self._pipe = None
+
+    def __enter__(self) -> SessionClient:
+        return self.open()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def dialect(self) -> str | None:
+        """The negotiated SMB dialect (``"SMB 3.1.1"``), once open."""
+        return None if self._pipe is None else self._pipe.dialect_name
+
+    def _call(self, opnum: int, stub: bytes) -> bytes:
+        """One DCE/RPC call: request fragments out, the reassembled response stub back."""
+        pipe = self.open()._pipe
+        assert pipe is not None
+        fragments = self._rpc.request(opnum, stub)
+        for fragment in fragments[:-1]:
+            pipe.write(fragment)
+        stream = PduStream()
+        data = pipe.transceive(fragments[-1], MAX_FRAG)
+        received = len(data)
+        while True:
+            for pdu in stream.feed(data):
+                answer = self._rpc.receive(pdu, MAX_RESPONSE_BYTES)
+                if answer is not None:
+                    return answer
+            if received > MAX_RESPONSE_BYTES:
+                raise ProtocolError(f"response exceeds {MAX_RESPONSE_BYTES} bytes")
+            data = pipe.read(MAX_FRAG)
+            if not data:
+                raise ProtocolError("the server ended the response without its last fragment")
+            received += len(data)
+
+    # ---- NetrSessionEnum
+
+    def enum_page(
+        self,
+        level: int,
+        client: str | None = None,
+        user: str | None = None,
+        max_length: int = MAX_PREFERRED_LENGTH,
+        resume_handle: int | None = 0,
+    ) -> EnumResponse:
+        """One NetrSessionEnum call, exactly as the server answered (no fallback, no filtering)."""
+        request = EnumRequest(
+            level,
+            server_name=None,
+            client_name=normalize_client_name(client) if client else None,
+            user_name=user or None,
+            prefmaxlen=max_length,
+            resume_handle=resume_handle,
+        )
+        response = decode_enum_response(self._call(OPNUM_NETR_SESSION_ENUM, encode_enum_request(request)))
+        if response.level != level:
+            raise ProtocolError(f"asked for level {level}, the server answered level {response.level}")
+        return response
+
+    def enum(
+        self,
+        level: int | None = None,
+        client: str | None = None,
+        user: str | None = None,
+        max_length: int = MAX_PREFERRED_LENGTH,
+    ) -> Enumeration:
+        """Every session across every page, at ``level`` (None: the richest the server allows).
+
+        Raises ``NetApiError`` for a refusal (``.attempts`` lists the levels tried),
+        including NERR_ClientNameNotFound / NERR_UserNotFound when qualifiers match
+        nothing, even on servers that ignore qualifiers.
+        """
+        if level is not None:
+            check_level(level)
+        levels = FALLBACK_ORDER if level is None else (level,)
+        attempts: list[tuple[int, int]] = []
+        for candidate in levels:
+            first = self.enum_page(candidate, client, user, max_length, 0)
+            if first.status in _FALLBACK_STATUSES and level is None:
+                attempts.append((candidate, first.status))
+                continue
+            if first.status not in (NetApiStatus.NERR_Success, NetApiStatus.ERROR_MORE_DATA):
+                raise _refusal(first.status, [*attempts, (candidate, first.status)])
+            return self._enumeration(candidate, first, client, user, max_length, attempts)
+        denied = any(status == NetApiStatus.ERROR_ACCESS_DENIED for _, status in attempts)
+        status = NetApiStatus.ERROR_ACCESS_DENIED if denied else NetApiStatus.ERROR_INVALID_LEVEL
+        raise _refusal(status, attempts)
+
+    def _enumeration(
+        self,
+        level: int,
+        first: EnumResponse,
+        client: str | None,
+        user: str | None,
+        max_length: int,
+        attempts: list[tuple[int, int]],
+    ) -> Enumeration:
+        pages = self._pages(level, first, client, user, max_length)
+        result = Enumeration(level, attempts, first.total_entries)
+        if not (client or user):
+            result._pages = (self._convert(page, level) for page in pages)
+            return result
+        # Qualified answers are small and must be complete before we can say
+        # "not found", so they are collected here.
+        entries = [info for page in pages for info in page]
+        matching = [info for info in entries if session_matches(info, client, user)]
+        result.filtered_locally = len(matching) != len(entries)
+        if not matching:
+            status = not_found_status(entries, client)
+            raise _refusal(status, [*attempts, (level, status)], "(no session matched; checked locally)")
+        result._pages = iter([self._convert(matching, level)])
+        return result
+
+    @staticmethod
+    def _convert(page: list[SessionInfo], level: int) -> list[Session]:
+        return [_as_session(info, level) for info in page]
+
+    def _pages(
+        self, level: int, first: EnumResponse, client: str | None, user: str | None, max_length: int
+    ) -> Iterator[list[SessionInfo]]:
+        response = first
+        sent_handle = 0
+        for _ in range(MAX_PAGES):
+            if response.entries is None:
+                raise ProtocolError("the server answered without a session container")
+            yield response.entries
+            if response.status == NetApiStatus.NERR_Success:
+                return
+            if response.status != NetApiStatus.ERROR_MORE_DATA:
+                raise _refusal(response.status, [(level, response.status)], "(while paging)")
+            handle = response.resume_handle
+            if handle is None or handle <= sent_handle or not response.entries:
+                raise ProtocolError(
+                    f"the server's resume handle does not advance ({sent_handle} -> {handle}"
+                    f" with {len(response.entries)} entries): stopping rather than looping"
+                )
+            sent_handle = handle
+            response = self.enum_page(level, client, user, max_length, handle)
+        raise ProtocolError(f"more than {MAX_PAGES} pages: stopping")
+
+    def get_info(self, client: str, user: str, level: int | None = None) -> Session:
+        """NetSessionGetInfo: the session of ``user`` from ``client`` (both required)."""
+        if not client or not user:
+            raise ValueError("get_info needs both a client name and a user name")
+        for session in self.enum(level, client, user):
+            return session
+        raise NetApiError(NetApiStatus.NERR_ClientNameNotFound)  # pragma: no cover - enum raised
+
+    # ---- NetrSessionDel
+
+    def delete(self, client: str | None = None, user: str | None = None, *, force_all: bool = False) -> None:
+        """NetrSessionDel: close every session matching ``client`` and/or ``user``.
+
+        Both None would disconnect everyone (on Samba the caller too): refused
+        unless ``force_all``. When the caller's own session is among those
+        closed, the server may cut the connection before answering; that is
+        reported as success when the qualifiers cover the caller.
+        """
+        if not client and not user and not force_all:
+            raise ValueError("refusing to delete every session: name a client or a user, or pass force_all")
+        request = DelRequest(
+            None, normalize_client_name(client) if client else None, user or None
+        )
+        try:
+            status = decode_del_response(self._call(OPNUM_NETR_SESSION_DEL, encode_del_request(request)))
+        except TransportError:
+            if self._covers_self(client, user):
+                self.close()
+                return
+            raise
+        if status != NetApiStatus.NERR_Success:
+            raise NetApiError(status)
+
+    def _covers_self(self, client: str | None, user: str | None) -> bool:
+        pipe = self._pipe
+        if pipe is None:
+            return False
+        own = SessionInfo(cname=pipe.local_address[0], username=self.credentials.username)
+        return session_matches(own, normalize_client_name(client) if client else None, user)
+
+
+def _refusal(status: int, attempts: list[tuple[int, int]], note: str = "") -> NetApiError:
+    tried = ", ".join(f"level {lvl}: {NetApiError(st).name}" for lvl, st in attempts)
+    detail = " ".join(part for part in (note, f"[{tried}]" if len(attempts) > 1 else "") if part)
+    return NetApiError(status, detail or None, attempts)
