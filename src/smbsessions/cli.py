@@ -1,0 +1,333 @@
+"""The ``smbsessions`` command line.
+
+Exit codes (stable, for scripts):
+
+====  =====================================================================
+0     success (an empty session list is success too)
+1     unexpected error
+2     usage error (bad arguments, refused confirmation)
+3     access denied (ERROR_ACCESS_DENIED at every level tried)
+4     not found (NERR_UserNotFound, NERR_ClientNameNotFound)
+5     other NET_API_STATUS error (ERROR_INVALID_LEVEL, ERROR_INVALID_PARAMETER, ...)
+6     authentication failed
+7     host unreachable or timed out
+8     protocol error (DCE/RPC fault, malformed reply, SMB1-only server, SMB error)
+====  =====================================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import IO, Any
+
+from . import __version__
+from .auth import Credentials, parse_hashes, parse_target, parse_user_spec, resolve_password
+from .client import SessionClient
+from .levels import FALLBACK_ORDER, MAX_PREFERRED_LENGTH, VALID_LEVELS
+from .output import FORMATS, write_sessions
+from .status import (
+    AuthenticationError,
+    HostTimeoutError,
+    HostUnreachableError,
+    NetApiError,
+    NetApiStatus,
+    ProtocolError,
+    RpcFaultError,
+    SmbSessionsError,
+    TransportError,
+)
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_DENIED = 3
+EXIT_NOT_FOUND = 4
+EXIT_NET_API = 5
+EXIT_AUTH = 6
+EXIT_UNREACHABLE = 7
+EXIT_PROTOCOL = 8
+
+DEFAULT_PORT = 445
+log = logging.getLogger("smbsessions")
+
+HARDENING_HINT = (
+    "hint: the server refused session enumeration at every level for this account. Windows 10 1607+ "
+    "and Server 2019+ let only administrators enumerate sessions (the SrvsvcSessionInfo security "
+    "descriptor under HKLM\\SYSTEM\\CurrentControlSet\\Services\\LanmanServer\\DefaultSecurity, "
+    "also set by the 'NetCease' hardening); Samba requires BUILTIN\\Administrators. Use an account "
+    "that is a local administrator on the target."
+)
+
+
+class UsageError(Exception):
+    """Bad command-line input: exit 2 with the message."""
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+def add_auth_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("authentication")
+    group.add_argument("-U", "--user-spec", metavar="[DOMAIN/]USER[%PASSWORD]",
+                       help="account to log on as; without %%PASSWORD the password comes from "
+                            "$SMBSESSIONS_PASSWORD or a prompt")
+    group.add_argument("--hashes", metavar="LM:NT", help="log on with an NT hash instead of a password")
+    group.add_argument("-k", "--kerberos", action="store_true",
+                       help="Kerberos (ticket cache from KRB5CCNAME; needs the 'kerberos' extra)")
+    group.add_argument("--anonymous", action="store_true", help="null session (no credentials)")
+    group.add_argument("--timeout", type=float, default=10.0, metavar="S",
+                       help="seconds allowed for connecting and for each call (default 10)")
+    group.add_argument("--encrypt", action="store_true", help="require SMB 3 encryption")
+
+
+def _level(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value not in VALID_LEVELS:
+        raise argparse.ArgumentTypeError(f"level must be one of {', '.join(map(str, VALID_LEVELS))}")
+    return value
+
+
+def _add_target(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", metavar="HOST[:PORT]",
+                        help="server; impacket-style [[DOMAIN/]USER[:PASSWORD]@]HOST[:PORT] also works")
+    parser.add_argument("--port", type=int, help=f"SMB port (default {DEFAULT_PORT})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="smbsessions",
+        description="Who is connected to an SMB server: enumerate, look up and delete sessions "
+                    "(NetSessionEnum / NetSessionGetInfo / NetSessionDel over MS-SRVS).",
+        epilog="exit codes: 0 ok, 1 error, 2 usage, 3 denied, 4 not found, 5 other NET_API_STATUS, "
+               "6 authentication failed, 7 unreachable/timeout, 8 protocol error",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log progress to stderr")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    enum = commands.add_parser("enum", help="list the sessions on a server (NetSessionEnum)")
+    _add_target(enum)
+    add_auth_arguments(enum)
+    enum.add_argument("--level", type=_level,
+                      help="0, 1, 2, 10 or 502 (default: the richest the server allows)")
+    enum.add_argument("--client", metavar="NAME", help="only sessions from this client (\\\\NAME or IP)")
+    enum.add_argument("--user", metavar="NAME", help="only sessions of this user")
+    enum.add_argument("--max-length", type=int, default=MAX_PREFERRED_LENGTH, metavar="BYTES",
+                      help="PreferedMaximumLength per call (paging is automatic)")
+    enum.add_argument("--format", choices=FORMATS, default="table")
+    enum.set_defaults(handler=cmd_enum)
+
+    get = commands.add_parser("get", help="one user's session from one client (NetSessionGetInfo)")
+    _add_target(get)
+    add_auth_arguments(get)
+    get.add_argument("--client", metavar="NAME", required=True)
+    get.add_argument("--user", metavar="NAME", required=True)
+    get.add_argument("--level", type=_level)
+    get.add_argument("--format", choices=FORMATS, default="table")
+    get.set_defaults(handler=cmd_get)
+
+    delete = commands.add_parser("delete", help="disconnect sessions (NetSessionDel)")
+    _add_target(delete)
+    add_auth_arguments(delete)
+    delete.add_argument("--client", metavar="NAME", help="disconnect every session from this client")
+    delete.add_argument("--user", metavar="NAME", help="disconnect every session of this user")
+    delete.add_argument("--all", action="store_true",
+                        help="with neither --client nor --user: disconnect EVERY session (yours too)")
+    delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    delete.set_defaults(handler=cmd_delete)
+
+    for name, module in (("serve", "smbsessions.server.cli"), ("sweep", "smbsessions.sweep_cli")):
+        _add_optional_command(commands, name, module)
+    return parser
+
+
+def _add_optional_command(commands: Any, name: str, module: str) -> None:
+    """Commands living in their own modules register themselves via ``add_parser(commands)``."""
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        if exc.name and exc.name.startswith("smbsessions"):
+            return
+        raise
+    mod.add_parser(commands)
+
+
+# --------------------------------------------------------------------------- credentials
+
+
+def credentials_from_args(args: argparse.Namespace, from_target: Credentials | None,
+                          prompt: Callable[[str], str] | None = None) -> Credentials:
+    """Credentials from -U / --hashes / -k / --anonymous or the target's user@ part."""
+    if args.anonymous:
+        if args.user_spec or args.hashes or args.kerberos or from_target:
+            raise UsageError("--anonymous takes no user, hash or Kerberos option")
+        return Credentials(anonymous=True)
+    if args.user_spec and from_target:
+        raise UsageError("give the user either with -U or in USER@HOST, not both")
+    try:
+        base = from_target or (parse_user_spec(args.user_spec) if args.user_spec else None)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if base is None:
+        if args.kerberos:
+            return Credentials(kerberos=True)
+        raise UsageError("no credentials: use -U USER, --anonymous, -k, or USER@HOST")
+    if base.anonymous:
+        return base
+    try:
+        if args.hashes:
+            if base.password:
+                raise UsageError("give a password or --hashes, not both")
+            return Credentials(username=base.username, domain=base.domain, nt_hash=parse_hashes(args.hashes))
+        if args.kerberos:
+            return Credentials(username=base.username, domain=base.domain, password=base.password,
+                               kerberos=True)
+        return resolve_password(base, prompt=prompt) if prompt else resolve_password(base)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _connect(args: argparse.Namespace) -> SessionClient:
+    try:
+        target = parse_target(args.target)
+    except ValueError as exc:
+        raise UsageError(f"bad target: {exc}") from None
+    credentials = credentials_from_args(args, target.credentials)
+    port = args.port or target.port or DEFAULT_PORT
+    log.info("connecting to %s port %d as %s", target.host, port, credentials)
+    return SessionClient(target.host, port, credentials=credentials, timeout=args.timeout,
+                         require_encryption=args.encrypt)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_enum(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    with _connect(args) as client:
+        try:
+            result = client.enum(args.level, args.client, args.user, args.max_length)
+            records = [session.to_dict() for session in result]
+        except NetApiError as exc:
+            _explain(exc, client, args.level, err)
+            raise
+        _report_level(result.level, result.attempts, args.level, err)
+        if result.filtered_locally:
+            err.write("note: the server ignored the client/user qualifiers; they were applied locally\n")
+        written = write_sessions(records, result.level, args.format, out)
+        if args.format == "table" and not written:
+            err.write(f"no sessions on {client.host}\n")
+    return EXIT_OK
+
+
+def cmd_get(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    with _connect(args) as client:
+        try:
+            session = client.get_info(args.client, args.user, args.level)
+        except NetApiError as exc:
+            _explain(exc, client, args.level, err)
+            raise
+        write_sessions([session.to_dict()], session.level, args.format, out)
+    return EXIT_OK
+
+
+def cmd_delete(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    if not args.client and not args.user and not args.all:
+        raise UsageError("name --client and/or --user (or --all to disconnect every session, yours included)")
+    what = " and ".join(
+        part for part in (f"client {args.client}" if args.client else "",
+                          f"user {args.user}" if args.user else "") if part
+    ) or "EVERY session"
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("refusing to delete without --yes when not on a terminal")
+        err.write(f"Disconnect {what} on {args.target}? [y/N] ")
+        err.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            raise UsageError("not confirmed")
+    with _connect(args) as client:
+        client.delete(args.client, args.user, force_all=args.all)
+    out.write(f"deleted: {what}\n")
+    return EXIT_OK
+
+
+def _report_level(level: int, attempts: list[tuple[int, int]], requested: int | None, err: IO[str]) -> None:
+    if requested is None and attempts:
+        tried = ", ".join(f"{lvl} ({NetApiError(status).name})" for lvl, status in attempts)
+        err.write(f"level {level} answered (tried first: {tried})\n")
+
+
+def _explain(exc: NetApiError, client: SessionClient, requested: int | None, err: IO[str]) -> None:
+    """Write the hint that helps after a refusal (probing which levels work if useful)."""
+    if exc.status == NetApiStatus.ERROR_ACCESS_DENIED:
+        err.write(HARDENING_HINT + "\n")
+    elif exc.status == NetApiStatus.ERROR_INVALID_LEVEL and requested is not None:
+        supported = []
+        for level in FALLBACK_ORDER:
+            try:
+                status = client.enum_page(level).status
+                if status in (NetApiStatus.NERR_Success, NetApiStatus.ERROR_MORE_DATA):
+                    supported.append(level)
+            except SmbSessionsError:
+                break
+        if supported:
+            err.write(f"hint: this server supports level(s) {', '.join(map(str, supported))}\n")
+        else:
+            err.write("hint: this server answered no level for this account\n")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def exit_code_for(exc: BaseException) -> int:
+    if isinstance(exc, NetApiError):
+        if exc.status == NetApiStatus.ERROR_ACCESS_DENIED:
+            return EXIT_DENIED
+        if exc.status in (NetApiStatus.NERR_UserNotFound, NetApiStatus.NERR_ClientNameNotFound):
+            return EXIT_NOT_FOUND
+        return EXIT_NET_API
+    if isinstance(exc, AuthenticationError):
+        return EXIT_AUTH
+    if isinstance(exc, HostUnreachableError | HostTimeoutError):
+        return EXIT_UNREACHABLE
+    if isinstance(exc, ProtocolError | RpcFaultError | TransportError):
+        return EXIT_PROTOCOL
+    if isinstance(exc, UsageError):
+        return EXIT_USAGE
+    return EXIT_ERROR
+
+
+def main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=err,
+    )
+    try:
+        return int(args.handler(args, out, err))
+    except KeyboardInterrupt:
+        err.write("interrupted\n")
+        return 130
+    except (SmbSessionsError, UsageError) as exc:
+        err.write(f"smbsessions: error: {exc}\n")
+        return exit_code_for(exc)
+    except BrokenPipeError:
+        # Output piped into something that stopped reading (head): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Output formats: a readable table, JSON, JSON Lines and CSV.
+
+Records are plain dicts (``Session.to_dict()`` for sessions; the sweep's
+per-host records likewise). JSON Lines and CSV stream one record at a time
+and flush, so an interrupted run keeps everything already written.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterable, Sequence
+from typing import IO, Any
+
+from .levels import FIELD_BY_WIN32_KEY, LEVELS, U32_MAX, user_flag_names
+
+FORMATS = ("table", "json", "jsonl", "csv")
+
+
+def format_duration(seconds: int | None) -> str:
+    """``1d 02:03:04``-style duration; 0xFFFFFFFF (Samba's "under a second") as ``<1s``."""
+    if seconds is None:
+        return "-"
+    if seconds == U32_MAX:
+        return "<1s"
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    clock = f"{hours:02d}:{minutes:02d}:{secs:02d}"
+    return f"{days}d {clock}" if days else clock
+
+
+def format_flags(flags: int | None) -> str:
+    if flags is None:
+        return "-"
+    return ",".join(user_flag_names(flags)) or "-"
+
+
+_CELL_FORMATTERS: dict[str, Callable[[Any], str]] = {
+    "active_time": format_duration,
+    "idle_time": format_duration,
+    "user_flags": format_flags,
+}
+
+
+def _cell(key: str, value: Any) -> str:
+    formatter = _CELL_FORMATTERS.get(key)
+    if formatter is not None:
+        return formatter(value)
+    if value is None:
+        return "-"
+    return str(value)
+
+
+def render_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """Left-aligned columns separated by two spaces, with a rule under the headers."""
+    body = [list(row) for row in rows]
+    widths = [len(h) for h in headers]
+    for row in body:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines.extend("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in body)
+    return "\n".join(lines)
+
+
+def session_table(records: Sequence[dict[str, Any]], level: int) -> str:
+    """The session records of one level as a table (durations and flag names spelled out)."""
+    keys = [f.win32_key for f in LEVELS[level]]
+    headers = [FIELD_BY_WIN32_KEY[k].title for k in keys]
+    return render_table(headers, ([_cell(k, r.get(k)) for k in keys] for r in records))
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, list | dict):
+        return json.dumps(value, ensure_ascii=False)
+    return "" if value is None else value
+
+
+class RecordWriter:
+    """Write records as ``json`` (one array), ``jsonl`` or ``csv``, flushing after each."""
+
+    def __init__(self, stream: IO[str], fmt: str, columns: Sequence[str] | None = None) -> None:
+        if fmt not in ("json", "jsonl", "csv"):
+            raise ValueError(f"RecordWriter cannot write {fmt!r}")
+        self.stream = stream
+        self.fmt = fmt
+        self.count = 0
+        self._csv: csv.DictWriter[str] | None = None
+        if fmt == "csv":
+            if not columns:
+                raise ValueError("CSV output needs its columns up front")
+            self._csv = csv.DictWriter(stream, fieldnames=list(columns), extrasaction="ignore")
+            self._csv.writeheader()
+        elif fmt == "json":
+            stream.write("[")
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self._csv is not None:
+            self._csv.writerow({k: _csv_value(v) for k, v in record.items()})
+        elif self.fmt == "jsonl":
+            self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+        else:
+            self.stream.write(("," if self.count else "") + "\n  " + json.dumps(record, ensure_ascii=False))
+        self.count += 1
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.fmt == "json":
+            self.stream.write("\n]\n" if self.count else "]\n")
+        self.stream.flush()
+
+
+def session_columns(level: int) -> list[str]:
+    """CSV columns for sessions of ``level``."""
+    return [f.win32_key for f in LEVELS[level]] + ["client_name_raw", "level"]
+
+
+def write_sessions(records: Iterable[dict[str, Any]], level: int, fmt: str, stream: IO[str]) -> int:
+    """Write session records in ``fmt``; returns how many were written."""
+    if fmt == "table":
+        rows = list(records)
+        if rows:
+            stream.write(session_table(rows, level) + "\n")
+        return len(rows)
+    writer = RecordWriter(stream, fmt, session_columns(level))
+    for record in records:
+        writer.write(record)
+    writer.close()
+    return writer.count
