@@ -215,6 +215,9 @@ class PduStream:
         pdus: list[Pdu] = []
         while len(self._buffer) >= HEADER_SIZE:
             (frag_length,) = struct.unpack_from("<H", self._buffer, 8)
+            if self._buffer[0] != 5:
+                # Fail fast: do not wait for the bytes a garbage length claims.
+                raise ProtocolError(f"not a DCE/RPC PDU (version byte {self._buffer[0]})")
             if frag_length < HEADER_SIZE or frag_length > self._max_frag:
                 raise ProtocolError(f"impossible frag_length {frag_length}")
             if len(self._buffer) < frag_length:

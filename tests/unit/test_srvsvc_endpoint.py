@@ -1,0 +1,177 @@
+"""The srvsvc endpoint, driven with bytes: bind, calls, faults, message-mode reads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pytest
+from impacket.dcerpc.v5 import srvs
+from impacket.dcerpc.v5.dtypes import NULL
+
+from smbsessions.dcerpc import PduStream, RpcClientConnection, parse_pdu
+from smbsessions.levels import SessionInfo
+from smbsessions.ndr import (
+    DelRequest,
+    EnumRequest,
+    decode_del_response,
+    decode_enum_response,
+    encode_del_request,
+    encode_enum_request,
+)
+from smbsessions.rules import SessionInfoPolicy
+from smbsessions.server.srvsvc import SrvsvcEndpoint
+from smbsessions.server.types import CallerInfo
+from smbsessions.status import NetApiStatus, RpcFaultError, RpcFaultStatus
+
+SESSIONS = [
+    (i + 1, SessionInfo(f"\\\\127.0.0.{i + 2}", "bob" if i % 2 == 0 else "alice", i, 10 * i, i, 0,
+                        "SMB 2.1", "TCP"))
+    for i in range(200)
+]
+
+
+class FakeControl:
+    def __init__(self, rows: list[tuple[int, SessionInfo]]) -> None:
+        self.rows = rows
+        self.disconnected: list[tuple[list[int], int | None]] = []
+
+    def snapshot(self) -> list[tuple[int, SessionInfo]]:
+        return list(self.rows)
+
+    def disconnect(self, keys: Iterable[int], defer_for: int | None = None) -> list[int]:
+        keys = list(keys)
+        self.disconnected.append((keys, defer_for))
+        return keys
+
+    def legacy_srvsvc(self, opnum: int, stub: bytes) -> bytes | None:
+        return b"\x01\x02\x03\x04" if opnum == 21 else None
+
+
+def caller(admin: bool = True, guest: bool = False, key: int = 7) -> CallerInfo:
+    return CallerInfo(key, "" if guest else "alice", "", admin, guest, "127.0.0.9")
+
+
+class Harness:
+    def __init__(self, endpoint: SrvsvcEndpoint, read_size: int = 65536) -> None:
+        self.endpoint = endpoint
+        self.rpc = RpcClientConnection(max_recv_frag=4280)
+        self.read_size = read_size
+        endpoint.write(self.rpc.bind())
+        self.rpc.receive_bind_ack(self._message())
+
+    def _message(self) -> bytes:
+        parts = []
+        while True:
+            chunk, more = self.endpoint.read(self.read_size)
+            parts.append(chunk)
+            if not more:
+                return b"".join(parts)
+
+    def call(self, opnum: int, stub: bytes) -> bytes:
+        for fragment in self.rpc.request(opnum, stub):
+            self.endpoint.write(fragment)
+        stream = PduStream()
+        for _ in range(1000):
+            message = self._message()
+            assert message, "the endpoint ran out of output before the last fragment"
+            for pdu in stream.feed(message):
+                answer = self.rpc.receive(pdu)
+                if answer is not None:
+                    return answer
+        raise AssertionError("no complete answer")
+
+
+def make(admin: bool = True, guest: bool = False, policy: SessionInfoPolicy = SessionInfoPolicy.ADMINS,
+         read_size: int = 65536) -> tuple[Harness, FakeControl]:
+    control = FakeControl(SESSIONS)
+    return Harness(SrvsvcEndpoint(caller(admin, guest), control, policy), read_size), control
+
+
+@pytest.mark.parametrize("read_size", [65536, 1000, 16])
+def test_enum_502_spans_many_fragments_and_small_reads(read_size: int) -> None:
+    harness, _ = make(read_size=read_size)
+    response = decode_enum_response(harness.call(12, encode_enum_request(EnumRequest(502))))
+    assert response.status == NetApiStatus.NERR_Success
+    assert response.entries == [info for _, info in SESSIONS]
+    assert response.total_entries == 200
+
+
+def test_impacket_request_and_response_interoperate() -> None:
+    harness, _ = make()
+    request = srvs.NetrSessionEnum()
+    request["ServerName"] = NULL
+    request["ClientName"] = NULL
+    request["UserName"] = "alice\x00"
+    request["InfoStruct"]["Level"] = 10
+    request["InfoStruct"]["SessionInfo"]["tag"] = 10
+    request["InfoStruct"]["SessionInfo"]["Level10"]["Buffer"] = NULL
+    request["PreferedMaximumLength"] = 0xFFFFFFFF
+    request["ResumeHandle"] = NULL
+    answer = srvs.NetrSessionEnumResponse()
+    answer.fromString(harness.call(12, request.getData()))
+    buffer = answer["InfoStruct"]["SessionInfo"]["Level10"]["Buffer"]
+    assert len(buffer) == 100
+    assert {entry["sesi10_username"][:-1] for entry in buffer} == {"alice"}
+    assert answer["ErrorCode"] == 0
+
+
+def test_paging_through_the_endpoint_yields_each_entry_once() -> None:
+    harness, _ = make()
+    seen: list[SessionInfo] = []
+    handle = 0
+    for _ in range(300):
+        response = decode_enum_response(
+            harness.call(12, encode_enum_request(EnumRequest(1, prefmaxlen=500, resume_handle=handle)))
+        )
+        assert response.entries
+        seen.extend(response.entries)
+        if response.status == NetApiStatus.NERR_Success:
+            break
+        assert response.status == NetApiStatus.ERROR_MORE_DATA
+        handle = response.resume_handle or 0
+    assert seen == [info.project(1) for _, info in SESSIONS]
+
+
+def test_policy_and_guest_denial() -> None:
+    harness, _ = make(admin=False)
+    assert decode_enum_response(harness.call(12, encode_enum_request(EnumRequest(10)))).status == 5
+    harness, _ = make(admin=False, policy=SessionInfoPolicy.AUTHENTICATED)
+    assert decode_enum_response(harness.call(12, encode_enum_request(EnumRequest(10)))).status == 0
+    harness, _ = make(admin=False, guest=True, policy=SessionInfoPolicy.AUTHENTICATED)
+    assert decode_enum_response(harness.call(12, encode_enum_request(EnumRequest(0)))).status == 5
+
+
+def test_delete_disconnects_matching_keys_deferring_the_caller() -> None:
+    harness, control = make()
+    stub = encode_del_request(DelRequest(None, "\\\\127.0.0.3", None))
+    status = decode_del_response(harness.call(13, stub))
+    assert status == NetApiStatus.NERR_Success
+    assert control.disconnected == [([2], 7)]
+    status = decode_del_response(harness.call(13, encode_del_request(DelRequest(None, None, None))))
+    assert status == NetApiStatus.ERROR_INVALID_PARAMETER
+    assert len(control.disconnected) == 1
+
+
+def test_unknown_opnum_faults_and_legacy_opnums_pass_through() -> None:
+    harness, _ = make()
+    with pytest.raises(RpcFaultError) as info:
+        harness.call(99, b"")
+    assert info.value.code == RpcFaultStatus.nca_s_op_rng_error
+    assert harness.call(21, b"\0" * 8) == b"\x01\x02\x03\x04"
+
+
+def test_malformed_stub_faults_and_the_pipe_keeps_working() -> None:
+    harness, _ = make()
+    with pytest.raises(RpcFaultError) as info:
+        harness.call(12, b"\x00\x00\x02\x00\xff\xff\xff\x7f")
+    assert info.value.code == RpcFaultStatus.RPC_X_BAD_STUB_DATA
+    response = decode_enum_response(harness.call(12, encode_enum_request(EnumRequest(0))))
+    assert response.status == 0
+
+
+def test_garbage_before_bind_gets_a_fault_not_an_exception() -> None:
+    endpoint = SrvsvcEndpoint(caller(), FakeControl(SESSIONS), SessionInfoPolicy.ADMINS)
+    endpoint.write(b"\xff" * 100)
+    chunk, more = endpoint.read(4096)
+    assert parse_pdu(chunk).ptype == 3  # fault
+    assert not more
