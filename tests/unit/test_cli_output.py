@@ -1,0 +1,159 @@
+"""Output formats, the sessions-file round trip, CLI argument handling and exit codes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from smbsessions import cli
+from smbsessions.auth import Credentials
+from smbsessions.levels import SessionInfo
+from smbsessions.output import format_duration, format_flags, session_table, write_sessions
+from smbsessions.server.decoys import SessionsFileError, parse_sessions
+from smbsessions.status import (
+    AuthenticationError,
+    DecodeError,
+    HostTimeoutError,
+    HostUnreachableError,
+    NetApiError,
+    RpcFaultError,
+)
+
+RECORDS = [
+    {"client_name": "\\\\127.0.0.2", "user_name": "alice", "num_opens": 2, "active_time": 3725,
+     "idle_time": 90061, "user_flags": 1, "client_type": "SMB 2.1", "transport": "TCP",
+     "client_name_raw": "127.0.0.2", "level": 502},
+    {"client_name": "\\\\[::1]", "user_name": "bob", "num_opens": 0, "active_time": 0xFFFFFFFF,
+     "idle_time": 0, "user_flags": 0, "client_type": None, "transport": "TCP",
+     "client_name_raw": "::1", "level": 502},
+]
+
+
+def test_durations_and_flags_read_at_a_glance() -> None:
+    assert format_duration(3725) == "01:02:05"
+    assert format_duration(90061) == "1d 01:01:01"
+    assert format_duration(0xFFFFFFFF) == "<1s"
+    assert format_flags(3) == "SESS_GUEST,SESS_NOENCRYPTION"
+    assert format_flags(0) == "-"
+
+
+def test_table_has_headers_durations_and_flag_names() -> None:
+    table = session_table(RECORDS, 502)
+    lines = table.splitlines()
+    assert lines[0].split()[:3] == ["Client", "User", "Opens"]
+    assert "01:02:05" in lines[2] and "SESS_GUEST" in lines[2]
+    assert "<1s" in lines[3]
+
+
+def test_json_is_an_array_that_feeds_the_sessions_file() -> None:
+    out = io.StringIO()
+    assert write_sessions(RECORDS, 502, "json", out) == 2
+    data = json.loads(out.getvalue())
+    assert data == RECORDS
+    decoys = parse_sessions(out.getvalue())
+    assert decoys[0] == SessionInfo("\\\\127.0.0.2", "alice", 2, 3725, 90061, 1, "SMB 2.1", "TCP")
+    empty = io.StringIO()
+    write_sessions([], 502, "json", empty)
+    assert json.loads(empty.getvalue()) == []
+
+
+def test_jsonl_and_csv() -> None:
+    out = io.StringIO()
+    write_sessions(RECORDS, 502, "jsonl", out)
+    assert [json.loads(line) for line in out.getvalue().splitlines()] == RECORDS
+    out = io.StringIO()
+    write_sessions(RECORDS, 10, "csv", out)
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert list(rows[0]) == ["client_name", "user_name", "active_time", "idle_time", "client_name_raw", "level"]
+    assert rows[1]["client_name_raw"] == "::1"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"client_name": "x"}', ":1: expected a JSON array"),
+        ('[\n{"client_name": "\\\\\\\\a"},\n{"user_name": 3}\n]', ":3: entry 2: 'user_name' must be a string"),
+        ('[\n{"client_name": "\\\\\\\\a", "active_time": -5}]', ":2: entry 1: 'active_time' must be between"),
+        ('[\n{"client_name": "a",\n', ":3: invalid JSON"),
+    ],
+)
+def test_bad_sessions_file_names_line_and_reason(text: str, message: str) -> None:
+    with pytest.raises(SessionsFileError, match=message):
+        parse_sessions(text, "f.json")
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (NetApiError(5), cli.EXIT_DENIED),
+        (NetApiError(2221), cli.EXIT_NOT_FOUND),
+        (NetApiError(2312), cli.EXIT_NOT_FOUND),
+        (NetApiError(124), cli.EXIT_NET_API),
+        (AuthenticationError("x"), cli.EXIT_AUTH),
+        (HostUnreachableError("x"), cli.EXIT_UNREACHABLE),
+        (HostTimeoutError("x"), cli.EXIT_UNREACHABLE),
+        (RpcFaultError(0x1C010002), cli.EXIT_PROTOCOL),
+        (DecodeError("x"), cli.EXIT_PROTOCOL),
+        (cli.UsageError("x"), cli.EXIT_USAGE),
+    ],
+)
+def test_exit_codes(error: Exception, code: int) -> None:
+    assert cli.exit_code_for(error) == code
+
+
+def parse(*argv: str) -> object:
+    return cli.build_parser().parse_args(list(argv))
+
+
+def test_credentials_from_every_form(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SMBSESSIONS_PASSWORD", raising=False)
+    args = parse("enum", "h", "-U", "CORP/alice%pw")
+    creds = cli.credentials_from_args(args, None)  # type: ignore[arg-type]
+    assert (creds.domain, creds.username, creds.password) == ("CORP", "alice", "pw")
+    args = parse("enum", "h", "-U", "alice", "--hashes", ":" + "a" * 32)
+    assert cli.credentials_from_args(args, None).nt_hash == "a" * 32  # type: ignore[arg-type]
+    args = parse("enum", "h", "--anonymous")
+    assert cli.credentials_from_args(args, None).anonymous  # type: ignore[arg-type]
+    monkeypatch.setenv("SMBSESSIONS_PASSWORD", "from-env")
+    args = parse("enum", "h", "-U", "alice")
+    assert cli.credentials_from_args(args, None).password == "from-env"  # type: ignore[arg-type]
+    with pytest.raises(cli.UsageError):
+        cli.credentials_from_args(parse("enum", "h", "--anonymous", "-U", "x"), None)  # type: ignore[arg-type]
+    with pytest.raises(cli.UsageError):
+        cli.credentials_from_args(
+            parse("enum", "h", "-U", "x"), Credentials(username="y", password="p")  # type: ignore[arg-type]
+        )
+
+
+def test_no_password_and_no_terminal_is_an_auth_error_without_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SMBSESSIONS_PASSWORD", raising=False)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    err = io.StringIO()
+    code = cli.main(["enum", "127.0.0.1:9", "-U", "alice"], io.StringIO(), err)
+    assert code == cli.EXIT_AUTH
+    assert "SMBSESSIONS_PASSWORD" in err.getvalue()
+
+
+def test_delete_needs_a_qualifier_or_all_and_confirmation(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    err = io.StringIO()
+    assert cli.main(["delete", "127.0.0.1:9", "-U", "a%b"], io.StringIO(), err) == cli.EXIT_USAGE
+    assert "--all" in err.getvalue()
+    err = io.StringIO()
+    assert cli.main(["delete", "127.0.0.1:9", "-U", "a%b", "--user", "x"], io.StringIO(), err) == cli.EXIT_USAGE
+    assert "--yes" in err.getvalue()
+
+
+def test_password_never_appears_in_errors() -> None:
+    err = io.StringIO()
+    code = cli.main(["enum", "127.0.0.1:9", "-U", "alice%S3cretPW", "--timeout", "2"], io.StringIO(), err)
+    assert code == cli.EXIT_UNREACHABLE
+    assert "S3cretPW" not in err.getvalue()
+
+
+def test_level_is_validated() -> None:
+    with pytest.raises(SystemExit):
+        parse("enum", "h", "--level", "3")

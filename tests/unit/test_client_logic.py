@@ -1,0 +1,193 @@
+"""SessionClient's logic (paging, fallback, local filtering, guards) over an in-memory pipe."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from smbsessions.auth import Credentials
+from smbsessions.client import SessionClient, normalize_client_name
+from smbsessions.dcerpc import RpcServerConnection
+from smbsessions.levels import SessionInfo
+from smbsessions.ndr import EnumResponse, decode_enum_request, encode_enum_response
+from smbsessions.rules import SessionInfoPolicy
+from smbsessions.server.srvsvc import SrvsvcEndpoint
+from smbsessions.server.types import CallerInfo
+from smbsessions.status import NetApiError, NetApiStatus, ProtocolError
+
+from .test_srvsvc_endpoint import SESSIONS, FakeControl
+
+
+class EndpointPipe:
+    """Stands in for transport.SmbPipe: transceive = write + read one message."""
+
+    local_address = ("127.0.0.9", 50000)
+    dialect_name = "test"
+
+    def __init__(self, endpoint: SrvsvcEndpoint | ScriptedEndpoint) -> None:
+        self.endpoint = endpoint
+        self.closed = False
+
+    def transceive(self, data: bytes, max_output: int = 65536) -> bytes:
+        self.endpoint.write(data)
+        return self.read(max_output)
+
+    def write(self, data: bytes) -> int:
+        self.endpoint.write(data)
+        return len(data)
+
+    def read(self, max_len: int = 65536) -> bytes:
+        parts = []
+        while True:
+            chunk, more = self.endpoint.read(max_len)
+            parts.append(chunk)
+            if not more:
+                return b"".join(parts)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class ScriptedEndpoint:
+    """A misbehaving server: answers every enum call with ``answer(request)``."""
+
+    def __init__(self, answer: Callable[[int, int | None], EnumResponse]) -> None:
+        self.rpc = RpcServerConnection()
+        self.answer = answer
+        self.calls = 0
+
+    def write(self, data: bytes) -> None:
+        for call in self.rpc.receive_data(data):
+            self.calls += 1
+            request = decode_enum_request(call.stub)
+            self.rpc.respond(call, encode_enum_response(self.answer(request.level, request.resume_handle)))
+
+    def read(self, max_len: int) -> tuple[bytes, bool]:
+        return self.rpc.next_pdu() or b"", False
+
+
+def client_over(endpoint: SrvsvcEndpoint | ScriptedEndpoint) -> SessionClient:
+    client = SessionClient("test", 445, credentials=Credentials(username="alice", password="x"))
+    pipe = EndpointPipe(endpoint)
+    client._pipe = pipe  # type: ignore[assignment]
+    client._rpc.receive_bind_ack(pipe.transceive(client._rpc.bind()))
+    return client
+
+
+def our_server(admin: bool = True, policy: SessionInfoPolicy = SessionInfoPolicy.ADMINS) -> SessionClient:
+    caller = CallerInfo(1, "alice", "", admin, False, "127.0.0.9")
+    return client_over(SrvsvcEndpoint(caller, FakeControl(SESSIONS), policy))
+
+
+def test_enum_pages_with_a_small_max_length() -> None:
+    result = our_server().enum(502, max_length=300)
+    assert [s.info for s in result] == [info for _, info in SESSIONS]
+    assert result.level == 502
+
+
+def test_fallback_reports_the_level_that_answered() -> None:
+    result = our_server(admin=False, policy=SessionInfoPolicy.AUTHENTICATED).enum()
+    assert result.level == 10
+    assert result.attempts == [(502, NetApiStatus.ERROR_ACCESS_DENIED)]
+    assert len(list(result)) == 200
+
+
+def test_explicit_level_is_not_changed() -> None:
+    with pytest.raises(NetApiError) as info:
+        our_server(admin=False, policy=SessionInfoPolicy.AUTHENTICATED).enum(1)
+    assert info.value.status == NetApiStatus.ERROR_ACCESS_DENIED
+
+
+def test_denied_everywhere_lists_every_attempt() -> None:
+    with pytest.raises(NetApiError) as info:
+        our_server(admin=False).enum()
+    assert info.value.status == NetApiStatus.ERROR_ACCESS_DENIED
+    assert [level for level, _ in info.value.attempts] == [502, 10, 2, 1, 0]
+
+
+def ignoring_server(level: int, resume: int | None) -> EnumResponse:
+    # Samba's behaviour: qualifiers ignored, everything returned, resume = total.
+    infos = [info for _, info in SESSIONS[:5]]
+    return EnumResponse(level, infos if level in (0, 1) else None, 5, 5,
+                        0 if level in (0, 1) else NetApiStatus.ERROR_INVALID_LEVEL)
+
+
+def test_qualifiers_applied_locally_when_the_server_ignores_them() -> None:
+    client = client_over(ScriptedEndpoint(ignoring_server))
+    result = client.enum(user="bob")
+    assert result.level == 1
+    assert result.filtered_locally
+    assert {s.user_name for s in result} == {"bob"}
+    with pytest.raises(NetApiError) as info:
+        client.enum(user="nobody")
+    assert info.value.status == NetApiStatus.NERR_UserNotFound
+    with pytest.raises(NetApiError) as info:
+        client.enum(client="10.1.1.1")
+    assert info.value.status == NetApiStatus.NERR_ClientNameNotFound
+
+
+def test_get_info_returns_the_one_session() -> None:
+    session = client_over(ScriptedEndpoint(ignoring_server)).get_info("127.0.0.3", "alice", 1)
+    assert session.client_name == "\\\\127.0.0.3"
+    assert session.user_name == "alice"
+    with pytest.raises(ValueError):
+        our_server().get_info("", "alice")
+
+
+def test_a_resume_handle_that_never_advances_is_a_protocol_error() -> None:
+    endpoint = ScriptedEndpoint(
+        lambda level, resume: EnumResponse(level, [SESSIONS[0][1]], 10, 1, NetApiStatus.ERROR_MORE_DATA)
+    )
+    result = client_over(endpoint).enum(0)
+    with pytest.raises(ProtocolError, match="does not advance"):
+        list(result)
+    assert endpoint.calls == 2
+
+
+def test_an_empty_more_data_page_is_a_protocol_error() -> None:
+    endpoint = ScriptedEndpoint(
+        lambda level, resume: EnumResponse(level, [], 10, (resume or 0) + 1, NetApiStatus.ERROR_MORE_DATA)
+    )
+    with pytest.raises(ProtocolError):
+        list(client_over(endpoint).enum(0))
+
+
+def test_a_later_page_failing_raises_instead_of_truncating() -> None:
+    def answer(level: int, resume: int | None) -> EnumResponse:
+        if resume:
+            return EnumResponse(level, [], 0, 0, NetApiStatus.ERROR_NOT_ENOUGH_MEMORY)
+        return EnumResponse(level, [SESSIONS[0][1]], 2, 1, NetApiStatus.ERROR_MORE_DATA)
+
+    with pytest.raises(NetApiError) as info:
+        list(client_over(ScriptedEndpoint(answer)).enum(0))
+    assert info.value.status == NetApiStatus.ERROR_NOT_ENOUGH_MEMORY
+
+
+def test_delete_refuses_everyone_unless_forced() -> None:
+    with pytest.raises(ValueError):
+        our_server().delete()
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalized"),
+    [
+        ("127.0.0.2", "\\\\127.0.0.2"),
+        ("\\\\127.0.0.2", "\\\\127.0.0.2"),
+        ("::1", "\\\\[::1]"),
+        ("\\\\[fe80::1]", "\\\\[fe80::1]"),
+        ("ws-one", "\\\\ws-one"),
+    ],
+)
+def test_client_names_are_normalized(raw: str, normalized: str) -> None:
+    assert normalize_client_name(raw) == normalized
+
+
+def test_raw_client_name_is_kept() -> None:
+    client = client_over(ScriptedEndpoint(
+        lambda level, resume: EnumResponse(level, [SessionInfo("::1", "bob", 0, 0, 0, 0)], 1, 0, 0)
+    ))
+    (session,) = list(client.enum(1))
+    assert session.client_name == "\\\\[::1]"
+    assert session.raw_client_name == "::1"
+    assert session.to_dict()["client_name_raw"] == "::1"
