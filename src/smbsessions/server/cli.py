@@ -1,0 +1,111 @@
+"""``smbsessions serve``: argument parsing and the run loop.
+
+Importing this module must stay cheap and impacket-free (the top-level CLI
+imports it to register the command); the engine is imported only to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+from pathlib import Path
+from typing import IO, Any
+
+from smbsessions.rules import SessionInfoPolicy
+
+log = logging.getLogger("smbsessions.server")
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_BIND = 10
+
+
+def add_parser(commands: Any) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="run an SMB server whose srvsvc answers NetrSessionEnum/NetrSessionDel from live sessions",
+        description="An SMB 2 server (impacket's engine) serving file shares and \\PIPE\\srvsvc. "
+                    "NetrSessionEnum and NetrSessionDel follow MS-SRVS over the server's real sessions "
+                    "(plus optional decoys). Logs connections, enumerations and deletions, never passwords.",
+        epilog="exit codes: 0 stopped cleanly, 2 bad arguments or sessions file, 10 cannot listen",
+    )
+    serve.add_argument("--bind", default="127.0.0.1", metavar="ADDR",
+                       help="address to listen on (default 127.0.0.1; '::' or 0.0.0.0 to serve the network)")
+    serve.add_argument("--port", type=int, default=445, help="TCP port (default 445)")
+    serve.add_argument("--account", action="append", default=[], metavar="USER:PASSWORD[:admin]",
+                       help="an account that may log on; ':admin' lets it enumerate and delete sessions "
+                            "(repeatable; prefer --accounts-file, command lines are visible to other users)")
+    serve.add_argument("--accounts-file", type=Path, metavar="FILE",
+                       help="accounts, one USER:PASSWORD[:admin] per line (# comments allowed)")
+    serve.add_argument("--share", action="append", default=[], metavar="NAME=PATH",
+                       help="a file share (repeatable; default: none besides IPC$)")
+    serve.add_argument("--sessions-file", type=Path, metavar="FILE",
+                       help="decoy sessions served beside the live ones: the JSON that "
+                            "'smbsessions enum --format json' prints")
+    serve.add_argument("--session-info", choices=[p.value for p in SessionInfoPolicy],
+                       default=SessionInfoPolicy.ADMINS.value,
+                       help="who may enumerate: 'admins' (modern Windows default) or 'authenticated' "
+                            "(levels 0 and 10 for any authenticated user, as older Windows)")
+    serve.add_argument("--domain", default="WORKGROUP", help="NetBIOS domain the server announces")
+    serve.add_argument("--no-anonymous", action="store_true", help="refuse null-session logons")
+    serve.add_argument("--quiet", action="store_true", help="log warnings only")
+    serve.set_defaults(handler=run)
+
+
+def read_accounts_file(path: Path) -> list[str]:
+    """Account specs from a file: one per line, blank lines and # comments ignored."""
+    specs = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            specs.append(line)
+    return specs
+
+
+def run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from smbsessions.server.decoys import SessionsFileError, load_sessions_file
+    from smbsessions.server.engine import build_server
+    from smbsessions.server.srvsvc import srvsvc_factory
+
+    if not args.quiet:
+        logging.getLogger("smbsessions").setLevel(logging.INFO)
+    policy = SessionInfoPolicy(args.session_info)
+    try:
+        accounts = list(args.account)
+        if args.accounts_file:
+            accounts += read_accounts_file(args.accounts_file)
+        decoys = load_sessions_file(args.sessions_file) if args.sessions_file else []
+        server = build_server(
+            args.bind, args.port, accounts=accounts, shares=args.share, domain=args.domain,
+            decoys=decoys, allow_anonymous=not args.no_anonymous,
+            make_pipe_factory=lambda control: srvsvc_factory(control, policy),
+        )
+    except SessionsFileError as exc:
+        err.write(f"smbsessions serve: bad sessions file: {exc}\n")
+        return EXIT_USAGE
+    except ValueError as exc:
+        err.write(f"smbsessions serve: {exc}\n")
+        return EXIT_USAGE
+    except OSError as exc:
+        err.write(f"smbsessions serve: cannot listen on {args.bind} port {args.port}: {exc}\n")
+        return EXIT_BIND
+
+    def stop(signum: int, _frame: object) -> None:
+        log.info("signal %d: stopping", signum)
+        server.request_stop()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    host, port = server.address
+    admins = sum(1 for spec in accounts if spec.endswith(":admin"))
+    log.info("serving SMB on %s port %d: %d account(s) (%d admin), %d share(s), %d decoy session(s), "
+             "session info for %s", host, port, len(accounts), admins, len(args.share), len(decoys),
+             policy.value)
+    out.write(f"listening on {host}:{port}\n")
+    out.flush()
+    try:
+        server.serve_forever()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log.info("stopped")
+    return EXIT_OK
