@@ -1,0 +1,754 @@
+"""SMB 2/3 transport to a named pipe (``\\PIPE\\srvsvc``) on smbprotocol.
+
+``SmbPipe.open`` makes one TCP connection, negotiates SMB 2.0.2 to 3.1.1, logs on
+(NTLM with a password or an NT hash, Kerberos, or an anonymous null session), tree
+connects ``IPC$`` and opens the pipe. ``transceive`` is one FSCTL_PIPE_TRANSCEIVE round
+trip, the way Windows clients carry a DCE/RPC request and its answer.
+
+Timeouts: the whole of ``open`` (TCP connect, negotiate, logon, tree connect, create)
+shares one deadline, and each pipe operation gets its own. smbprotocol waits for
+replies on a per-request event fed by its receive thread; ``_DeadlineConnection``
+bounds every such wait, so a host that accepts TCP and then stays silent, or trickles
+bytes, costs at most ``timeout`` plus the teardown. Name resolution (getaddrinfo) is
+not bounded: resolve names beforehand where that matters.
+
+Signing: the client requires it for every authenticated session. MS-SMB2 3.2.4.1.1
+makes a signed TREE_CONNECT mandatory on SMB 3.1.1, Samba answers an unsigned one to
+IPC$ with STATUS_ACCESS_DENIED, and smbprotocol signs nothing unless signing is
+required. An anonymous session has no key: it is unsigned, and fails with a clear
+error if the server insists on signing or encryption. Encryption is used when the
+server asks for it (per session or per share, SMB 3.x) or when ``require_encryption``.
+
+Errors are the exceptions of ``smbsessions.status``. After a timeout or a lost
+connection the pipe is closed; an NTSTATUS error on an operation leaves it open.
+``close`` never raises and leaves no thread or socket behind.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import socket
+import struct
+import time
+import uuid
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, cast
+
+from smbprotocol.connection import Connection, Dialects
+from smbprotocol.exceptions import (
+    BufferOverflow,
+    MoreProcessingRequired,
+    SMBAuthenticationError,
+    SMBConnectionClosed,
+    SMBException,
+    SMBResponseException,
+)
+from smbprotocol.header import NtStatus
+from smbprotocol.ioctl import CtlCode, IOCTLFlags, SMB2IOCTLRequest, SMB2IOCTLResponse
+from smbprotocol.open import (
+    CreateDisposition,
+    CreateOptions,
+    ImpersonationLevel,
+    Open,
+    ShareAccess,
+    SMB2ReadRequest,
+    SMB2ReadResponse,
+)
+from smbprotocol.session import (
+    Session,
+    SessionFlags,
+    SMB2SessionSetupRequest,
+    SMB2SessionSetupResponse,
+)
+from smbprotocol.tree import TreeConnect
+from spnego import NTLMHash
+
+from smbsessions.auth import Credentials, nt_hash_of
+from smbsessions.status import (
+    AuthenticationError,
+    HostTimeoutError,
+    HostUnreachableError,
+    SmbSessionsError,
+    TransportError,
+    UnsupportedDialectError,
+)
+
+PIPE_DESIRED_ACCESS = 0x0012019F
+"""FILE_READ_DATA|WRITE_DATA|APPEND_DATA|READ_EA|WRITE_EA|READ_ATTRIBUTES|
+WRITE_ATTRIBUTES|READ_CONTROL|SYNCHRONIZE, what Windows asks for on a pipe. Samba
+refuses plain GENERIC_READ|GENERIC_WRITE on srvsvc."""
+
+MAX_TRANSCEIVE_OUTPUT = 65536
+"""Largest ``max_output`` that costs one credit (MS-SMB2 3.1.5.2)."""
+
+# smbprotocol logs its receive thread's death with a traceback at ERROR level, and
+# without a handler of its own that would reach stderr through logging's last
+# resort. A NullHandler keeps it quiet unless the application configures logging.
+logging.getLogger("smbprotocol").addHandler(logging.NullHandler())
+
+_MAX_MESSAGE_READS = 1024  # bounds the reads that finish one overflowing pipe message
+_TEARDOWN_JOIN_SECONDS = 2.0
+
+_NTSTATUS_NAMES: dict[int, str] = {
+    value: name
+    for name, value in vars(NtStatus).items()
+    if name.startswith("STATUS_") and isinstance(value, int)
+}
+_NTSTATUS_NAMES.update(
+    {
+        0xC0000064: "STATUS_NO_SUCH_USER",
+        0xC000006E: "STATUS_ACCOUNT_RESTRICTION",
+        0xC000006F: "STATUS_INVALID_LOGON_HOURS",
+        0xC0000070: "STATUS_INVALID_WORKSTATION",
+        0xC0000072: "STATUS_ACCOUNT_DISABLED",
+        0xC000005E: "STATUS_NO_LOGON_SERVERS",
+        0xC000015B: "STATUS_LOGON_TYPE_NOT_GRANTED",
+        0xC000018D: "STATUS_TRUSTED_RELATIONSHIP_FAILURE",
+        0xC0000193: "STATUS_ACCOUNT_EXPIRED",
+        0xC0000224: "STATUS_PASSWORD_MUST_CHANGE",
+        0xC0000234: "STATUS_ACCOUNT_LOCKED_OUT",
+        0xC0000413: "STATUS_AUTHENTICATION_FIREWALL_FAILED",
+        0xC00000CA: "STATUS_NETWORK_ACCESS_DENIED",
+        0xC0000034: "STATUS_OBJECT_NAME_NOT_FOUND",
+        0xC0000022: "STATUS_ACCESS_DENIED",
+    }
+)
+
+_DIALECT_NAMES: dict[int, str] = {
+    Dialects.SMB_2_0_2: "SMB 2.0.2",
+    Dialects.SMB_2_1_0: "SMB 2.1",
+    Dialects.SMB_3_0_0: "SMB 3.0",
+    Dialects.SMB_3_0_2: "SMB 3.0.2",
+    Dialects.SMB_3_1_1: "SMB 3.1.1",
+}
+
+
+def ntstatus_name(code: int) -> str:
+    """Symbolic NTSTATUS name (``STATUS_LOGON_FAILURE``), or ``NTSTATUS_0x...``."""
+    return _NTSTATUS_NAMES.get(code, f"NTSTATUS_0x{code:08X}")
+
+
+def dialect_name(dialect: int) -> str:
+    """``SMB 3.1.1`` for 0x0311, and so on."""
+    return _DIALECT_NAMES.get(dialect, f"SMB dialect 0x{dialect:04X}")
+
+
+class _DeadlineExpired(Exception):
+    """Internal: a reply did not come before the connection's deadline."""
+
+
+class _DeadlineConnection(Connection):  # type: ignore[misc]  # smbprotocol is untyped
+    """A smbprotocol Connection whose every wait for a reply honours ``deadline``.
+
+    smbprotocol's own ``receive`` waits forever when no timeout is passed, and the
+    session setup, tree connect and create calls pass none; where a timeout is
+    passed it is truncated to whole seconds. Waiting here first, on the monotonic
+    deadline, bounds them all. STATUS_PENDING interim replies are consumed here too,
+    so the parent's receive only ever sees a final reply and never waits itself.
+    """
+
+    deadline: float | None = None
+
+    def receive(
+        self,
+        request: Any,
+        wait: bool = True,
+        timeout: float | None = None,
+        resolve_symlinks: bool = True,
+    ) -> Any:
+        limit = self.deadline
+        if timeout is not None:
+            own = time.monotonic() + timeout
+            limit = own if limit is None else min(limit, own)
+        if limit is not None:
+            while True:
+                remaining = limit - time.monotonic()
+                if remaining <= 0 or not request.response_event.wait(remaining):
+                    raise _DeadlineExpired()
+                with request.response_event_lock:
+                    response = request.response
+                    if (
+                        wait
+                        and response is not None
+                        and self._t_exc is None
+                        and response["status"].get_value() == NtStatus.STATUS_PENDING
+                    ):
+                        request.response_event.clear()
+                        continue
+                break
+        return super().receive(request, wait=wait, timeout=None, resolve_symlinks=resolve_symlinks)
+
+
+# NTLMSSP flags for the anonymous exchange (MS-NLMP 2.2.2.5).
+_NTLM_UNICODE = 0x00000001
+_NTLM_OEM = 0x00000002
+_NTLM_REQUEST_TARGET = 0x00000004
+_NTLM_NTLM = 0x00000200
+_NTLM_ANONYMOUS = 0x00000800
+_NTLM_ALWAYS_SIGN = 0x00008000
+_NTLM_EXTENDED_SESSIONSECURITY = 0x00080000
+_NTLM_128 = 0x20000000
+_NTLM_56 = 0x80000000
+_NTLM_NEGOTIATE_FLAGS = (
+    _NTLM_UNICODE
+    | _NTLM_OEM
+    | _NTLM_REQUEST_TARGET
+    | _NTLM_NTLM
+    | _NTLM_ALWAYS_SIGN
+    | _NTLM_EXTENDED_SESSIONSECURITY
+    | _NTLM_128
+    | _NTLM_56
+)
+
+
+def ntlm_anonymous_negotiate() -> bytes:
+    """NTLMSSP NEGOTIATE_MESSAGE (MS-NLMP 2.2.1.1) without domain or workstation."""
+    return b"NTLMSSP\x00" + struct.pack("<II8x8x", 1, _NTLM_NEGOTIATE_FLAGS)
+
+
+def ntlm_anonymous_authenticate(challenge: bytes) -> bytes:
+    """NTLMSSP AUTHENTICATE_MESSAGE for an anonymous logon (MS-NLMP 3.1.5.1.2).
+
+    Anonymous means an empty user, an empty NtChallengeResponse and a one-byte zero
+    LmChallengeResponse; there is no session key.
+    """
+    if len(challenge) < 24 or challenge[:8] != b"NTLMSSP\x00":
+        raise TransportError("the server's NTLM CHALLENGE message is malformed")
+    (message_type,) = struct.unpack_from("<I", challenge, 8)
+    if message_type != 2:
+        raise TransportError("the server did not answer with an NTLM CHALLENGE message")
+    server_flags = struct.unpack_from("<I", challenge, 20)[0]
+    flags = (
+        _NTLM_ANONYMOUS
+        | _NTLM_NTLM
+        | _NTLM_REQUEST_TARGET
+        | (server_flags & (_NTLM_UNICODE | _NTLM_EXTENDED_SESSIONSECURITY | _NTLM_128 | _NTLM_56))
+    )
+    if not flags & _NTLM_UNICODE:
+        flags |= _NTLM_OEM
+    header_len = 64
+    lm_response = b"\x00"
+    # Fields: LmChallengeResponse, NtChallengeResponse, DomainName, UserName,
+    # Workstation, EncryptedRandomSessionKey; only the first is non-empty.
+    fields = struct.pack("<HHI", len(lm_response), len(lm_response), header_len)
+    for _ in range(5):
+        fields += struct.pack("<HHI", 0, 0, header_len + len(lm_response))
+    return b"NTLMSSP\x00" + struct.pack("<I", 3) + fields + struct.pack("<I", flags) + lm_response
+
+
+class _NullSession(Session):  # type: ignore[misc]  # smbprotocol is untyped
+    """An anonymous (null) SMB session: pyspnego cannot produce one, so the two
+    NTLMSSP legs are built here and sent raw (servers accept NTLMSSP without SPNEGO)."""
+
+    is_null = False
+    is_guest = False
+    session_id: int
+
+    def connect(self) -> None:
+        connection = self.connection
+        if connection.require_signing:
+            raise SMBException("the server requires signing, which an anonymous session cannot do")
+        token = ntlm_anonymous_negotiate()
+        for _leg in range(2):
+            setup = SMB2SessionSetupRequest()
+            setup["security_mode"] = connection.client_security_mode
+            setup["buffer"] = token
+            request = connection.send(setup, sid=self.session_id, credit_request=64)
+            message_id = request.message["message_id"].get_value()
+            try:
+                response = connection.receive(request)
+            except MoreProcessingRequired as exc:
+                response = exc.header
+            finally:
+                # Only 3.1.1 key derivation uses this table; a null session derives no keys.
+                connection.preauth_integrity_session_hash_value.pop(message_id, None)
+            if self.session_id == 0:
+                self.session_id = response["session_id"].get_value()
+            reply = SMB2SessionSetupResponse()
+            reply.unpack(response["data"].get_value())
+            if response["status"].get_value() != NtStatus.STATUS_MORE_PROCESSING_REQUIRED:
+                break
+            token = ntlm_anonymous_authenticate(reply["buffer"].get_value())
+        else:
+            raise TransportError("the anonymous session setup did not finish in two legs")
+        flags = reply["session_flags"]
+        self.is_null = bool(flags.has_flag(SessionFlags.SMB2_SESSION_FLAG_IS_NULL))
+        self.is_guest = bool(flags.has_flag(SessionFlags.SMB2_SESSION_FLAG_IS_GUEST))
+        self._connected = True
+        connection.session_table[self.session_id] = self
+        self.signing_required = False
+        self.encrypt_data = bool(flags.has_flag(SessionFlags.SMB2_SESSION_FLAG_ENCRYPT_DATA))
+        if self.encrypt_data:
+            raise SMBException("the server requires encryption, which an anonymous session cannot do")
+
+
+def _smb1_negotiate_request() -> bytes:
+    """An SMB1 NEGOTIATE offering only "NT LM 0.12", framed for direct TCP."""
+    dialects = b"\x02NT LM 0.12\x00"
+    header = (
+        b"\xffSMB"
+        + struct.pack("<BIBH", 0x72, 0, 0x18, 0xC801)
+        + bytes(12)  # PIDHigh, SecurityFeatures, Reserved
+        + struct.pack("<HHHH", 0xFFFF, 0xFEFF, 0, 0)  # TID, PIDLow, UID, MID
+    )
+    body = b"\x00" + struct.pack("<H", len(dialects)) + dialects
+    smb = header + body
+    return struct.pack(">I", len(smb)) + smb
+
+
+def _speaks_only_smb1(host: str, port: int, deadline: float) -> bool:
+    """After an SMB2 NEGOTIATE failed: does the host answer an SMB1 NEGOTIATE?"""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return False
+    try:
+        with socket.create_connection((host, port), timeout=remaining) as sock:
+            sock.sendall(_smb1_negotiate_request())
+            reply = b""
+            for _ in range(64):  # a few segments at most; each recv is time-bounded
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or len(reply) >= 9:
+                    break
+                sock.settimeout(remaining)
+                chunk = sock.recv(64)
+                if not chunk:
+                    break
+                reply += chunk
+    except OSError:
+        return False
+    return reply[4:8] == b"\xffSMB" and reply[8:9] == b"\x72"
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, (_DeadlineExpired, TimeoutError)) or isinstance(exc.__cause__, TimeoutError)
+
+
+def _connect_failure(exc: BaseException, where: str) -> SmbSessionsError:
+    cause = exc.__cause__ if isinstance(exc, ValueError) and exc.__cause__ else exc
+    if isinstance(cause, TimeoutError):
+        return HostTimeoutError(f"{where}: TCP connect timed out")
+    if isinstance(cause, socket.gaierror):
+        return HostUnreachableError(f"{where}: cannot resolve the host name ({cause.strerror})")
+    if isinstance(cause, ConnectionRefusedError):
+        return HostUnreachableError(f"{where}: connection refused")
+    if isinstance(cause, OSError):
+        return HostUnreachableError(f"{where}: cannot connect ({cause.strerror or cause})")
+    return TransportError(f"{where}: cannot connect ({type(cause).__name__})")
+
+
+class SmbPipe:
+    """One SMB connection, session, IPC$ tree connect and open named pipe.
+
+    Create with ``SmbPipe.open``; use as a context manager or call ``close``.
+    Not thread-safe: one caller at a time.
+    """
+
+    def __init__(
+        self,
+        connection: _DeadlineConnection,
+        session: Session,
+        tree: TreeConnect,
+        handle: Open,
+        *,
+        host: str,
+        port: int,
+        pipe: str,
+        timeout: float,
+        credentials: Credentials,
+    ) -> None:
+        """Internal: use ``SmbPipe.open``."""
+        self._connection = connection
+        self._session = session
+        self._tree = tree
+        self._handle = handle
+        self._closed = False
+        # A forgotten SmbPipe must not keep its socket and receive thread alive.
+        self._finalizer = weakref.finalize(self, _teardown, connection)
+        self.host = host
+        self.port = port
+        self.pipe = pipe
+        self.timeout = timeout
+        self.username = credentials.principal
+        self.anonymous = credentials.anonymous
+        sock = connection.transport._sock  # smbprotocol keeps no public handle on it
+        self.server_address: tuple[str, int] = cast(tuple[str, int], sock.getpeername()[:2])
+        """The peer's IP address and port actually connected to."""
+        self.local_address: tuple[str, int] = cast(tuple[str, int], sock.getsockname()[:2])
+        """Our side of the TCP connection: the address the server sees as the client."""
+
+    @classmethod
+    def open(
+        cls,
+        host: str,
+        port: int = 445,
+        *,
+        credentials: Credentials,
+        timeout: float = 10.0,
+        pipe: str = "srvsvc",
+        require_encryption: bool = False,
+    ) -> SmbPipe:
+        """Connect, log on, tree connect IPC$ and open ``pipe``, all within ``timeout`` s.
+
+        ``pipe`` is the pipe name (``srvsvc``; a ``\\PIPE\\`` prefix is accepted).
+        ``credentials`` must not need a password any more (see
+        ``auth.resolve_password``).
+
+        Raises ``HostUnreachableError`` (refused, no route, name not resolved),
+        ``HostTimeoutError``, ``UnsupportedDialectError`` (no SMB 2/3, e.g. an
+        SMB1-only server), ``AuthenticationError`` (with the NTSTATUS name), or
+        ``TransportError`` (``ntstatus`` set when the server answered with one, e.g.
+        STATUS_ACCESS_DENIED or STATUS_OBJECT_NAME_NOT_FOUND opening the pipe).
+        """
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        if credentials.needs_password:
+            raise AuthenticationError(
+                f"no password for {credentials.principal}: resolve it before connecting"
+            )
+        if credentials.anonymous and require_encryption:
+            raise AuthenticationError("an anonymous session cannot be encrypted (no session key)")
+        if credentials.kerberos and importlib.util.find_spec("gssapi") is None:
+            raise AuthenticationError(
+                "Kerberos needs the 'gssapi' Python package (pip install 'pyspnego[kerberos]') "
+                "and a ticket cache (KRB5CCNAME or the default cache)"
+            )
+        pipe_name = _bare_pipe_name(pipe)
+        where = f"{_format_endpoint(host, port)}"
+        deadline = time.monotonic() + timeout
+        connection = _DeadlineConnection(uuid.uuid4(), host, port, require_signing=not credentials.anonymous)
+        connection.deadline = deadline
+        phase = "connect"
+        try:
+            try:
+                connection.connect(timeout=max(deadline - time.monotonic(), 0.001))
+            except ValueError as exc:
+                # Tcp.connect wraps socket errors in ValueError; later ones are protocol.
+                if not _worker_started(connection):
+                    raise _connect_failure(exc, where) from None
+                raise
+            phase = "session setup"
+            session = _make_session(connection, credentials, host, require_encryption)
+            session.connect()
+            phase = "tree connect"
+            tree = TreeConnect(session, rf"\\{host}\IPC$")
+            # Secure negotiate needs a signing key, which a null session lacks; it is
+            # a no-op on 3.1.1 anyway, where the preauth hash protects the negotiate.
+            tree.connect(require_secure_negotiate=not credentials.anonymous)
+            phase = f"opening pipe {pipe_name}"
+            handle = Open(tree, pipe_name)
+            handle.create(
+                ImpersonationLevel.Impersonation,
+                PIPE_DESIRED_ACCESS,
+                0,
+                ShareAccess.FILE_SHARE_READ | ShareAccess.FILE_SHARE_WRITE,
+                CreateDisposition.FILE_OPEN,
+                CreateOptions.FILE_NON_DIRECTORY_FILE,
+            )
+            pipe_obj = cls(
+                connection,
+                session,
+                tree,
+                handle,
+                host=host,
+                port=port,
+                pipe=pipe_name,
+                timeout=timeout,
+                credentials=credentials,
+            )
+        except BaseException as exc:
+            _teardown(connection)
+            if not isinstance(exc, Exception) or isinstance(exc, SmbSessionsError):
+                raise
+            if phase == "connect" and connection.dialect is None and _worker_started(connection):
+                phase = "negotiate"
+            raise _translate(exc, phase, where, timeout, host, port, deadline) from None
+        connection.deadline = None
+        return pipe_obj
+
+    # -- properties -----------------------------------------------------------------
+
+    @property
+    def dialect(self) -> int:
+        """The negotiated dialect, e.g. ``0x0311`` (see ``dialect_name``)."""
+        return int(self._connection.dialect)
+
+    @property
+    def dialect_name(self) -> str:
+        """The negotiated dialect as text, e.g. ``SMB 3.1.1``."""
+        return dialect_name(self.dialect)
+
+    @property
+    def signing(self) -> bool:
+        """True if this session's messages are signed."""
+        return bool(self._session.signing_required and self._session.signing_key)
+
+    @property
+    def encryption(self) -> bool:
+        """True if this session's messages to the pipe are encrypted (SMB 3.x)."""
+        return bool(self._session.encrypt_data or self._tree.encrypt_data)
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close`` ran or the connection was lost."""
+        return self._closed
+
+    @property
+    def max_transact_size(self) -> int:
+        """The server's limit for one transceive's input or output."""
+        return int(self._connection.max_transact_size)
+
+    # -- pipe I/O -------------------------------------------------------------------
+
+    def transceive(
+        self, data: bytes, max_output: int = MAX_TRANSCEIVE_OUTPUT, *, timeout: float | None = None
+    ) -> bytes:
+        """Write ``data`` as one pipe message and return the reply message: one round trip.
+
+        If the reply is longer than ``max_output`` the server answers
+        STATUS_BUFFER_OVERFLOW with the first ``max_output`` bytes; the rest of that
+        message is then fetched with reads (each also STATUS_BUFFER_OVERFLOW until the
+        last), so the whole message is returned either way. ``max_output`` is capped
+        at the server's max transact size.
+        """
+        self._check_open()
+        request = SMB2IOCTLRequest()
+        request["ctl_code"] = CtlCode.FSCTL_PIPE_TRANSCEIVE
+        request["file_id"] = self._handle.file_id
+        request["max_output_response"] = max(1, min(max_output, self.max_transact_size))
+        request["flags"] = IOCTLFlags.SMB2_0_IOCTL_IS_FSCTL
+        request["buffer"] = bytes(data)
+        with self._operation("transceive", timeout):
+            sent = self._connection.send(request, self._session.session_id, self._tree.tree_connect_id)
+            try:
+                header = self._connection.receive(sent)
+                overflow = False
+            except BufferOverflow as exc:
+                header = exc.header
+                overflow = True
+            reply = SMB2IOCTLResponse()
+            reply.unpack(header["data"].get_value())
+            output = cast(bytes, reply["buffer"].get_value())
+            if overflow:
+                output += self._read_rest_of_message()
+        return output
+
+    def write(self, data: bytes, *, timeout: float | None = None) -> int:
+        """Write ``data`` to the pipe (split at the server's max write size)."""
+        self._check_open()
+        view = memoryview(bytes(data))
+        chunk = int(self._connection.max_write_size)
+        written = 0
+        with self._operation("write", timeout):
+            while written < len(view) or not view:
+                count = int(self._handle.write(bytes(view[written : written + chunk]), 0))
+                if not view:
+                    break
+                if count <= 0:
+                    raise TransportError(f"{self._where()}: the server accepted no bytes")
+                written += count
+        return written
+
+    def read(self, max_len: int = MAX_TRANSCEIVE_OUTPUT, *, timeout: float | None = None) -> bytes:
+        """Read up to ``max_len`` bytes from the pipe; waits for data (up to the timeout).
+
+        A shorter result than the pending message (STATUS_BUFFER_OVERFLOW) is not an
+        error: read again for the rest.
+        """
+        self._check_open()
+        with self._operation("read", timeout):
+            data, _more = self._read_chunk(max(1, min(max_len, int(self._connection.max_read_size))))
+        return data
+
+    def close(self) -> None:
+        """Close the pipe, log off and disconnect. Idempotent; never raises.
+
+        Closing the TCP connection ends the session and the open on the server, so
+        no SMB CLOSE/TREE_DISCONNECT/LOGOFF round trips are spent on it.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._finalizer()
+
+    def __enter__(self) -> SmbPipe:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else self.dialect_name
+        return f"<SmbPipe {_format_endpoint(self.host, self.port)} {self.pipe!r} {state}>"
+
+    # -- internals ------------------------------------------------------------------
+
+    def _where(self) -> str:
+        return f"{_format_endpoint(self.host, self.port)} pipe {self.pipe}"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise TransportError(f"{self._where()}: the pipe is closed")
+
+    @contextmanager
+    def _operation(self, what: str, timeout: float | None) -> Iterator[None]:
+        budget = self.timeout if timeout is None else timeout
+        self._connection.deadline = time.monotonic() + budget
+        try:
+            yield
+        except SmbSessionsError:
+            raise
+        except SMBResponseException as exc:
+            status = int(exc.status)
+            name = ntstatus_name(status)
+            raise TransportError(
+                f"{self._where()}: {what} failed: {name} (0x{status:08X})", ntstatus=status
+            ) from None
+        except Exception as exc:
+            self.close()
+            if _is_timeout(exc):
+                raise HostTimeoutError(f"{self._where()}: no reply to {what} within {budget:g} s") from None
+            raise TransportError(
+                f"{self._where()}: {what} failed, connection lost ({_describe(exc)})"
+            ) from None
+        finally:
+            self._connection.deadline = None
+
+    def _read_chunk(self, length: int) -> tuple[bytes, bool]:
+        """One SMB2 READ: (data, more of the same message remains)."""
+        request = SMB2ReadRequest()
+        request["length"] = length
+        request["offset"] = 0
+        request["file_id"] = self._handle.file_id
+        request["padding"] = b"\x50"
+        sent = self._connection.send(request, self._session.session_id, self._tree.tree_connect_id)
+        try:
+            header = self._connection.receive(sent)
+            more = False
+        except BufferOverflow as exc:
+            header = exc.header
+            more = True
+        reply = SMB2ReadResponse()
+        reply.unpack(header["data"].get_value())
+        return cast(bytes, reply["buffer"].get_value()), more
+
+    def _read_rest_of_message(self) -> bytes:
+        parts: list[bytes] = []
+        length = min(MAX_TRANSCEIVE_OUTPUT, int(self._connection.max_read_size))
+        for _ in range(_MAX_MESSAGE_READS):
+            data, more = self._read_chunk(length)
+            parts.append(data)
+            if not more:
+                return b"".join(parts)
+        raise TransportError(f"{self._where()}: the reply message did not end")
+
+
+def _make_session(
+    connection: _DeadlineConnection,
+    credentials: Credentials,
+    host: str,
+    require_encryption: bool,
+) -> Session:
+    if credentials.anonymous:
+        return _NullSession(connection, None, None, require_encryption=require_encryption)
+    principal = credentials.principal
+    if credentials.kerberos:
+        return Session(
+            connection,
+            principal or None,
+            credentials.password,
+            require_encryption=require_encryption,
+            auth_protocol="kerberos",
+        )
+    # Always an NTLMHash: given a password, pyspnego would also derive the LM hash
+    # (pure-Python DES, ~1.2 ms) that NTLMv2 never uses. A credential object also
+    # keeps pyspnego from reading a password that looks like "LM:NT" as a hash.
+    nt_hash = credentials.nt_hash
+    if nt_hash is None:
+        nt_hash = nt_hash_of(credentials.password or "")
+    return Session(
+        connection,
+        NTLMHash(username=principal, nt_hash=nt_hash),
+        None,
+        require_encryption=require_encryption,
+        auth_protocol="ntlm",
+    )
+
+
+def _translate(
+    exc: Exception,
+    phase: str,
+    where: str,
+    timeout: float,
+    host: str,
+    port: int,
+    deadline: float,
+) -> SmbSessionsError:
+    if _is_timeout(exc):
+        return HostTimeoutError(f"{where}: no reply within {timeout:g} s, during {phase}")
+    if isinstance(exc, SMBResponseException):
+        status = int(exc.status)
+        name = ntstatus_name(status)
+        text = f"{where}: {phase} failed: {name} (0x{status:08X})"
+        if phase == "session setup":
+            return AuthenticationError(text, ntstatus=status)
+        if phase == "negotiate":
+            return UnsupportedDialectError(text, ntstatus=status)
+        return TransportError(text, ntstatus=status)
+    if phase == "negotiate":
+        if _speaks_only_smb1(host, port, deadline):
+            return UnsupportedDialectError(
+                f"{where}: the server speaks only SMB1; SMB1 is not supported (SMB 2/3 only)"
+            )
+        return TransportError(
+            f"{where}: the SMB2 NEGOTIATE failed ({_describe(exc)}); the server may not speak SMB 2/3"
+        )
+    if phase == "session setup" and isinstance(exc, SMBAuthenticationError):
+        return AuthenticationError(f"{where}: logon failed: {exc}")
+    if phase == "session setup" and type(exc) is SMBException:
+        # smbprotocol refuses a guest session when signing is required: the server
+        # did not accept these credentials, it only offered guest access.
+        return AuthenticationError(f"{where}: logon not accepted: {exc}")
+    if isinstance(exc, SMBConnectionClosed | OSError):
+        return TransportError(f"{where}: the server closed the connection during {phase}")
+    return TransportError(f"{where}: {phase} failed ({_describe(exc)})")
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SMBException) and not isinstance(exc, SMBResponseException):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: {exc.strerror}"
+    return type(exc).__name__
+
+
+def _worker_started(connection: _DeadlineConnection) -> bool:
+    return connection._t_worker is not None
+
+
+def _teardown(connection: _DeadlineConnection) -> None:
+    """Drop the TCP connection and stop smbprotocol's receive thread; never raises."""
+    connection.deadline = time.monotonic()
+    try:
+        if connection.transport is not None:
+            connection.transport.close()
+    except Exception:  # the socket may already be dead; nothing left to release
+        pass
+    worker = connection._t_worker
+    if worker is not None and worker.is_alive():
+        worker.join(_TEARDOWN_JOIN_SECONDS)
+
+
+def _bare_pipe_name(pipe: str) -> str:
+    name = pipe.replace("/", "\\").lstrip("\\")
+    if name.lower().startswith("pipe\\"):
+        name = name[5:]
+    if not name or "\\" in name:
+        raise ValueError(f"invalid pipe name {pipe!r}")
+    return name
+
+
+def _format_endpoint(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
