@@ -13,6 +13,7 @@ impacket), on sockets bound to the wanted loopback source address.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 import tempfile
@@ -52,15 +53,13 @@ class HeldSession:
         """True while the server still answers this session."""
         try:
             self.connection.listPath("IPC$", "*")
-        except Exception:  # noqa: BLE001 - any failure means the session is gone
+        except Exception:  # any failure means the session is gone
             return False
         return True
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # already cut off by the server
             self.connection.close()
-        except Exception:  # noqa: BLE001 - already cut off by the server
-            pass
 
 
 @contextmanager
