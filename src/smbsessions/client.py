@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .auth import Credentials
@@ -94,23 +94,31 @@ def _as_session(info: SessionInfo, level: int) -> Session:
     return Session(info.project(level), level, raw)
 
 
-@dataclass
 class Enumeration:
-    """The answer to ``SessionClient.enum``: iterate it for every session, page by page.
+    """The answer to ``SessionClient.enum``: iterate it (once) for every session, page by page.
 
     ``level`` is the level that answered; ``attempts`` lists ``(level, status)``
     of every level tried before it; ``filtered_locally`` is true when the server
-    ignored the qualifiers and they were applied here. Iteration raises
+    ignored the qualifiers and they were applied here; ``total_entries_hint`` is
+    the server's TotalEntries from the first page. Iteration raises
     (``NetApiError``, ``ProtocolError``, transport errors) if a later page fails:
     a partial result is never presented as complete.
     """
 
-    level: int
-    attempts: list[tuple[int, int]]
-    total_entries_hint: int
-    filtered_locally: bool = False
-    _pages: Iterator[list[Session]] = field(default=iter(()), repr=False)
-    _consumed: bool = field(default=False, repr=False)
+    def __init__(
+        self,
+        level: int,
+        attempts: list[tuple[int, int]],
+        total_entries_hint: int,
+        pages: Iterator[list[Session]],
+        filtered_locally: bool = False,
+    ) -> None:
+        self.level = level
+        self.attempts = attempts
+        self.total_entries_hint = total_entries_hint
+        self.filtered_locally = filtered_locally
+        self._pages = pages
+        self._consumed = False
 
     def __iter__(self) -> Iterator[Session]:
         if self._consumed:
@@ -118,6 +126,10 @@ class Enumeration:
         self._consumed = True
         for page in self._pages:
             yield from page
+
+    def __repr__(self) -> str:
+        return (f"Enumeration(level={self.level}, attempts={self.attempts}, "
+                f"total_entries_hint={self.total_entries_hint}, filtered_locally={self.filtered_locally})")
 
 
 class SessionClient:
@@ -268,20 +280,18 @@ class SessionClient:
         attempts: list[tuple[int, int]],
     ) -> Enumeration:
         pages = self._pages(level, first, client, user, max_length)
-        result = Enumeration(level, attempts, first.total_entries)
         if not (client or user):
-            result._pages = (self._convert(page, level) for page in pages)
-            return result
+            converted = (self._convert(page, level) for page in pages)
+            return Enumeration(level, attempts, first.total_entries, converted)
         # Qualified answers are small and must be complete before we can say
         # "not found", so they are collected here.
         entries = [info for page in pages for info in page]
         matching = [info for info in entries if session_matches(info, client, user)]
-        result.filtered_locally = len(matching) != len(entries)
         if not matching:
             status = not_found_status(entries, client)
             raise _refusal(status, [*attempts, (level, status)], "(no session matched; checked locally)")
-        result._pages = iter([self._convert(matching, level)])
-        return result
+        return Enumeration(level, attempts, first.total_entries, iter([self._convert(matching, level)]),
+                           filtered_locally=len(matching) != len(entries))
 
     @staticmethod
     def _convert(page: list[SessionInfo], level: int) -> list[Session]:
