@@ -21,6 +21,7 @@ Works against Samba and against impacket's SMB server engine (SMB1, SMB 2.0,
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import select
@@ -96,7 +97,11 @@ def _setup_connection(self: Any, peer: tuple[str, int], timeout: float | None = 
             raise
     if calling_name and peer[1] != nmb.NETBIOS_SESSION_PORT:
         self._sock = sock
-        self._request_session(nmb.TYPE_SERVER, nmb.TYPE_WORKSTATION, timeout)
+        try:
+            self._request_session(nmb.TYPE_SERVER, nmb.TYPE_WORKSTATION, timeout)
+        except BaseException:
+            sock.close()
+            raise
     return sock
 
 
@@ -147,7 +152,7 @@ class HeldSession:
     source_ip: str
     source_port: int
     calling_name: str | None
-    dialect: int
+    dialect: int | str  # SMB2 dialect number, or "NT LM 0.12" for SMB1
     open_files: tuple[str, ...] = ()
 
     @property
@@ -214,6 +219,7 @@ class SessionHolder:
         self.timeout = timeout
         self.workers = max(1, workers)
         self._held: list[_Held] = []
+        self._is_open = False
         self._file_tag = f"{os.getpid()}_{id(self):x}"
 
     # ------------------------------------------------------------------ plan
@@ -234,8 +240,12 @@ class SessionHolder:
         _connect_options.calling_name = calling
         try:
             conn = SMBConnection(
-                self.host, self.host, myName=calling, sess_port=self.port,
-                timeout=self.timeout, preferredDialect=DIALECTS[self.dialect],
+                self.host,
+                self.host,
+                myName=calling,
+                sess_port=self.port,
+                timeout=self.timeout,
+                preferredDialect=DIALECTS[self.dialect],
             )
         finally:
             _connect_options.source_ip = None
@@ -250,13 +260,16 @@ class SessionHolder:
                     name = f"held_{self._file_tag}_{index}_{k}.tmp"
                     # Delete-on-close: files vanish however the session ends,
                     # including when the server kills it.
-                    held.file_ids.append(conn.createFile(
-                        held.tree_id, name,
-                        desiredAccess=GENERIC_READ | GENERIC_WRITE | DELETE,
-                        shareMode=FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE,
-                        creationOption=FILE_NON_DIRECTORY_FILE | FILE_DELETE_ON_CLOSE,
-                        creationDisposition=FILE_OVERWRITE_IF,
-                    ))
+                    held.file_ids.append(
+                        conn.createFile(
+                            held.tree_id,
+                            name,
+                            desiredAccess=GENERIC_READ | GENERIC_WRITE | DELETE,
+                            shareMode=FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE,
+                            creationOption=FILE_NON_DIRECTORY_FILE | FILE_DELETE_ON_CLOSE,
+                            creationDisposition=FILE_OVERWRITE_IF,
+                        )
+                    )
                     names.append(name)
                 held.info = self._describe(index, user, calling, conn, tuple(names))
             return held
@@ -265,19 +278,28 @@ class SessionHolder:
             raise
 
     def _describe(
-        self, index: int, user: str, calling: str | None, conn: SMBConnection,
+        self,
+        index: int,
+        user: str,
+        calling: str | None,
+        conn: SMBConnection,
         files: tuple[str, ...],
     ) -> HeldSession:
         local = conn.getSMBServer().get_socket().getsockname()
         return HeldSession(
-            index=index, user=user, source_ip=local[0], source_port=local[1],
-            calling_name=calling, dialect=conn.getDialect(), open_files=files,
+            index=index,
+            user=user,
+            source_ip=local[0],
+            source_port=local[1],
+            calling_name=calling,
+            dialect=conn.getDialect(),
+            open_files=files,
         )
 
     # ------------------------------------------------------------- lifecycle
     def open(self) -> SessionHolder:
         """Open all sessions in parallel; on any failure close them all and raise."""
-        if self._held:
+        if self._is_open:
             raise HolderError("already open")
         _install_patch()
         results: list[_Held | None] = [None] * self.count
@@ -303,24 +325,32 @@ class SessionHolder:
                 f"first (#{index}): {exc!r}"
             ) from exc
         self._held = [held for held in results if held is not None]
+        self._is_open = True
         return self
 
     def close(self) -> None:
         """Log off and disconnect every session (in parallel, errors ignored)."""
         held, self._held = self._held, []
+        self._is_open = False
         if not held:
             return
 
         def shut(item: _Held) -> None:
             if not item.dead:
                 _set_timeout(item.conn, min(self.timeout, 2.0))
+                # impacket's server ignores delete-on-close at logoff; an explicit
+                # close lets every server remove the files.
+                for file_id in item.file_ids:
+                    with contextlib.suppress(Exception):
+                        item.conn.closeFile(item.tree_id, file_id)
             _close_quietly(item.conn)
 
         with ThreadPoolExecutor(max_workers=min(self.workers, len(held))) as pool:
             list(pool.map(shut, held))
 
     def __enter__(self) -> SessionHolder:
-        return self.open()
+        # Holders from the hold_sessions fixture arrive already open.
+        return self if self._is_open else self.open()
 
     def __exit__(
         self,
@@ -381,7 +411,8 @@ class SessionHolder:
     def indexes_where(self, **match: Any) -> list[int]:
         """Indexes of sessions whose HeldSession attributes equal ``match``."""
         return [
-            i for i, held in enumerate(self._held)
+            i
+            for i, held in enumerate(self._held)
             if all(getattr(held.info, key) == value for key, value in match.items())
         ]
 
@@ -390,10 +421,8 @@ def _close_quietly(conn: SMBConnection) -> None:
     try:
         conn.close()  # logs off first, ignoring errors
     except Exception:
-        try:
+        with contextlib.suppress(Exception):
             conn.getSMBServer().get_socket().close()
-        except Exception:
-            pass
 
 
 def distinct_sources(count: int) -> list[str]:

@@ -29,6 +29,7 @@ Samba facts the class works around:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ipaddress
 import os
 import re
@@ -196,9 +197,7 @@ def _is_alive(pid: int) -> bool:
 
 def _cmdline(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
-            "utf-8", "replace"
-        )
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
     except OSError:
         return ""
 
@@ -384,18 +383,26 @@ class SambaServer:
         w = self.workdir
         # mkdtemp makes 0700; bob (not root) must traverse it to reach the share.
         w.chmod(0o755)
-        for sub in ("etc", "private", "lock", "state", "cache", "run/ncalrpc", "log",
-                    "client", SHARE_NAME, "usershares"):
+        for sub in (
+            "etc",
+            "private",
+            "lock",
+            "state",
+            "cache",
+            "run/ncalrpc",
+            "log",
+            "client",
+            SHARE_NAME,
+            "usershares",
+        ):
             (w / sub).mkdir(parents=True, exist_ok=True)
         (w / SHARE_NAME).chmod(0o1777)
         (w / "private").chmod(0o700)
 
-        passwd = ["root:x:0:0:root:/root:/bin/false",
-                  "nobody:x:65534:65534:nobody:/nonexistent:/bin/false"]
+        passwd = ["root:x:0:0:root:/root:/bin/false", "nobody:x:65534:65534:nobody:/nonexistent:/bin/false"]
         group = ["root:x:0:", "nogroup:x:65534:"]
         for acct in ACCOUNTS:
-            passwd.append(f"{acct.name}:x:{acct.uid}:{acct.uid}:{acct.name}:{w / SHARE_NAME}"
-                          ":/bin/false")
+            passwd.append(f"{acct.name}:x:{acct.uid}:{acct.uid}:{acct.name}:{w / SHARE_NAME}:/bin/false")
             group.append(f"{acct.name}:x:{acct.uid}:")
         enum_admins = ",".join(a.name for a in ACCOUNTS if a.enum_admin)
         del_admins = ",".join(a.name for a in ACCOUNTS if a.del_admin)
@@ -450,8 +457,13 @@ class SambaServer:
 
     def _run_tool(self, argv: list[str], stdin: str | None = None) -> None:
         result = subprocess.run(
-            argv, input=stdin, capture_output=True, text=True, env=self.tool_env(),
-            timeout=30, check=False,
+            argv,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=self.tool_env(),
+            timeout=30,
+            check=False,
         )
         if result.returncode != 0:
             # argv never holds a password (smbpasswd reads it from stdin).
@@ -465,12 +477,35 @@ class SambaServer:
         net = _find_tool("net") or "net"
         conf = str(self.conf)
         for acct in ACCOUNTS:
-            self._run_tool([smbpasswd, "-c", conf, "-s", "-a", acct.name],
-                           stdin=f"{acct.password}\n{acct.password}\n")
-        self._run_tool([net, "-s", conf, "groupmap", "add", "sid=S-1-5-32-544",
-                        "unixgroup=smbadmins", "type=builtin", "ntgroup=Administrators"])
-        self._run_tool([net, "-s", conf, "groupmap", "add", "rid=512",
-                        "unixgroup=smbdomadmins", "type=domain", "ntgroup=Domain Admins"])
+            self._run_tool(
+                [smbpasswd, "-c", conf, "-s", "-a", acct.name], stdin=f"{acct.password}\n{acct.password}\n"
+            )
+        self._run_tool(
+            [
+                net,
+                "-s",
+                conf,
+                "groupmap",
+                "add",
+                "sid=S-1-5-32-544",
+                "unixgroup=smbadmins",
+                "type=builtin",
+                "ntgroup=Administrators",
+            ]
+        )
+        self._run_tool(
+            [
+                net,
+                "-s",
+                conf,
+                "groupmap",
+                "add",
+                "rid=512",
+                "unixgroup=smbdomadmins",
+                "type=domain",
+                "ntgroup=Domain Admins",
+            ]
+        )
 
     def _launch(self) -> None:
         smbd = find_smbd() or "smbd"
@@ -528,20 +563,16 @@ class SambaServer:
             pid = self._read_pid(name)
             if pid is None or not _is_alive(pid) or marker not in _cmdline(pid):
                 continue  # stale pid file: the number may belong to someone else now
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 # Both daemons lead their own process group; their workers are in it.
                 if os.getpgid(pid) == pid:
                     os.killpg(pid, signal.SIGTERM)
                 else:
                     os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         left = self._wait_gone(STOP_TIMEOUT)
         for pid in left:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         if left:
             left = self._wait_gone(KILL_TIMEOUT)
         for name in ("smbd.pid", "samba-dcerpcd.pid"):
@@ -585,9 +616,7 @@ class SambaServer:
         if debug:
             argv.append("-d10")
         argv += [target, "-c", cmd]
-        return subprocess.run(
-            argv, capture_output=True, text=True, env=env, timeout=timeout, check=False
-        )
+        return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout, check=False)
 
     def warm_up(self) -> None:
         """Make one RPC so samba-dcerpcd is running before timing-sensitive tests."""
