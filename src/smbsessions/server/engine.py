@@ -53,6 +53,7 @@ from smbsessions.server.sessions import SessionTable, plain_address
 from smbsessions.server.types import CallerInfo, PipeFactory, ServerControl, SessionKey
 
 LOG = logging.getLogger("smbsessions.server")
+STATUS_MORE_PROCESSING_REQUIRED = 0xC0000016
 
 DEFAULT_IDLE_TIMEOUT = 15 * 60.0  # Windows' default autodisconnect
 DEFERRED_CLOSE_LIMIT = 5.0  # how long a self-disconnected caller gets to read its reply
@@ -349,6 +350,7 @@ class SessionServer(ServerControl):
             self._connections[conn.id] = conn
         self._local.challenge = os.urandom(8)
         self._impacket.addConnection(conn.id, host, port)
+        LOG.info("connection %s from %s port %d", conn.id, host, port)
         try:
             self._connection_loop(conn)
         except Exception:
@@ -382,6 +384,7 @@ class SessionServer(ServerControl):
                 return
 
     def _end_connection(self, conn: _Connection) -> None:
+        LOG.info("connection %s from %s closed", conn.id, conn.client_address)
         with self._lock:
             self._connections.pop(conn.id, None)
         self._table.remove_connection(conn.id)
@@ -397,6 +400,8 @@ class SessionServer(ServerControl):
 
     def _on_session_setup(self, connection_id: str, dialect: str, status: int) -> int:
         if status != auth_hooks.STATUS_SUCCESS:
+            if status != STATUS_MORE_PROCESSING_REQUIRED:  # the NTLM challenge round, not a failure
+                LOG.info("connection %s: logon failed (0x%08X)", connection_id, status)
             return status
         conn_data = self._impacket.getConnectionData(connection_id, False)
         username = str(conn_data.get("user_name", ""))
@@ -420,6 +425,8 @@ class SessionServer(ServerControl):
             client_type=dialect,
             transport=conn.transport,
         )
+        LOG.info("connection %s: session for %s (%s%s)", connection_id, username or "(anonymous)",
+                 dialect, ", guest" if is_guest else ", admin" if account and account.admin else "")
         return status
 
     def _on_logoff(self, connection_id: str) -> None:
