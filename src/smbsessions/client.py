@@ -44,6 +44,7 @@ from .transport import SmbPipe
 MAX_PAGES = 100_000
 MAX_RESPONSE_BYTES = 256 << 20
 _FALLBACK_STATUSES = (NetApiStatus.ERROR_INVALID_LEVEL, NetApiStatus.ERROR_ACCESS_DENIED)
+_NOT_FOUND_STATUSES = (NetApiStatus.NERR_UserNotFound, NetApiStatus.NERR_ClientNameNotFound)
 
 
 def normalize_client_name(name: str) -> str:
@@ -286,12 +287,40 @@ class SessionClient:
         # Qualified answers are small and must be complete before we can say
         # "not found", so they are collected here.
         entries = [info for page in pages for info in page]
-        matching = [info for info in entries if session_matches(info, client, user)]
+        if user and level == 0:
+            matching = self._match_level0(entries, client, user, max_length)
+        else:
+            matching = [info for info in entries if session_matches(info, client, user)]
         if not matching:
             status = not_found_status(entries, client)
             raise _refusal(status, [*attempts, (level, status)], "(no session matched; checked locally)")
         return Enumeration(level, attempts, first.total_entries, iter([self._convert(matching, level)]),
                            filtered_locally=len(matching) != len(entries))
+
+    def _match_level0(
+        self, entries: list[SessionInfo], client: str | None, user: str, max_length: int
+    ) -> list[SessionInfo]:
+        """Level-0 entries passing both qualifiers, although level 0 carries no user name.
+
+        A level that names users tells which clients ``user`` has sessions from.
+        If the server allows no such level, the user qualifier cannot be checked
+        here and the server's own filtering is trusted (only ``client`` is applied).
+        """
+        candidates = [info for info in entries if session_matches(info, client, None)]
+        for richer in FALLBACK_ORDER:
+            if richer == 0:
+                continue
+            try:
+                named = list(self.enum(richer, client, user, max_length))
+            except NetApiError as exc:
+                if exc.status in _NOT_FOUND_STATUSES:
+                    return []
+                if exc.status in _FALLBACK_STATUSES:
+                    continue
+                raise
+            names = [s.raw_client_name for s in named if s.raw_client_name]
+            return [info for info in candidates if any(session_matches(info, name, None) for name in names)]
+        return candidates
 
     @staticmethod
     def _convert(page: list[SessionInfo], level: int) -> list[Session]:
