@@ -496,6 +496,7 @@ class RpcServerConnection:
         self._stream = PduStream()
         self._outgoing: deque[bytes] = deque()
         self._request: _PendingRequest | None = None
+        self._refused_call: int | None = None
         self.broken = False
 
     # ---- incoming
@@ -535,6 +536,11 @@ class RpcServerConnection:
         except ProtocolError:
             self._outgoing.append(fault_pdu(pdu.call_id, RpcFaultStatus.nca_s_proto_error))
             return None
+        if pdu.call_id == self._refused_call:
+            # Later fragments of a call already answered with a fault: drop them quietly.
+            if pdu.last:
+                self._refused_call = None
+            return None
         if pdu.first:
             if request.context_id not in self.contexts:
                 self._outgoing.append(
@@ -553,6 +559,7 @@ class RpcServerConnection:
         if pending.size > MAX_REQUEST_STUB:
             self._outgoing.append(fault_pdu(pdu.call_id, RpcFaultStatus.nca_s_proto_error))
             self._request = None
+            self._refused_call = None if pdu.last else pdu.call_id
             return None
         if not pdu.last:
             return None

@@ -29,7 +29,8 @@ class UserFlags(enum.IntFlag):
 def user_flag_names(flags: int) -> list[str]:
     """Names of the bits set in ``flags``; unknown bits as ``0x...``."""
     names = [flag.name for flag in UserFlags if flags & flag and flag.name]
-    unknown = flags & ~(UserFlags.SESS_GUEST | UserFlags.SESS_NOENCRYPTION)
+    # int(): the complement of an IntFlag stays inside its declared bits.
+    unknown = flags & ~int(UserFlags.SESS_GUEST | UserFlags.SESS_NOENCRYPTION)
     if unknown:
         names.append(f"0x{unknown:X}")
     return names

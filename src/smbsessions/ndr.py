@@ -23,10 +23,12 @@ inconsistency raises ``DecodeError`` (never another exception type).
 from __future__ import annotations
 
 import codecs
+import gc
+import operator
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import partial
 from itertools import chain, repeat
 from typing import Any
 
@@ -123,7 +125,11 @@ def encode_enum_request(request: EnumRequest) -> bytes:
         _encode_top_string(request.client_name, _FIRST_REFERENT + 4),
         _encode_top_string(request.user_name, _FIRST_REFERENT + 8),
     ]
-    if request.container:
+    if request.level not in LEVELS:
+        # No union arm exists for an unknown level (Samba answers the same way);
+        # writing a container here would desynchronise every decoder, ours included.
+        parts.append(_U32x2.pack(request.level, request.level))
+    elif request.container:
         # The client sends an empty container: EntriesRead 0, Buffer NULL.
         parts.append(_U32x4.pack(request.level, request.level, _FIRST_REFERENT + 12, 0) + b"\0\0\0\0")
     else:
@@ -146,27 +152,86 @@ def encode_session_array(level: int, entries: Sequence[SessionInfo]) -> bytes:
     fields = LEVELS[level]
     width = len(fields)
     count = len(entries)
-    columns: list[Any] = []
-    string_columns: list[list[Any]] = []
+    stride = len(FIELDS)
+    # Every field of every record, row-major: a column is one slice of it.
+    flat = list(chain.from_iterable(entries))
+    if len(flat) != stride * count:
+        raise ValueError("entries must be SessionInfo records")
+    string_slots = _STRING_SLOTS[level]
+    words: list[Any] = [0] * (width * count)  # the fixed parts, row-major
+    strings: list[Any] = [None] * (len(string_slots) * count)  # deferred strings, row-major
     for slot, field in enumerate(fields):
-        column: list[Any] = [entry[_FIELD_INDEX[field.name]] for entry in entries]
+        column: Sequence[Any] = flat[_FIELD_INDEX[field.name] :: stride]
         if field.kind == "str":
-            string_columns.append(column)
+            strings[string_slots.index(slot) :: len(string_slots)] = column
             # Unique pointers only need a non-zero referent; number them as Windows does.
             first = _FIRST_REFERENT + 0x100 + 4 * slot
-            column = [
-                0 if value is None else first + 4 * width * row for row, value in enumerate(column)
-            ]
+            referents = range(first, first + 4 * width * count, 4 * width)
+            if None in column:
+                column = [0 if value is None else ref for ref, value in zip(referents, column, strict=True)]
+            else:
+                column = referents
         elif None in column:
             column = [value or 0 for value in column]
-        columns.append(column)
+        words[slot::width] = column
     try:
-        head = struct.pack(f"<{width * count + 1}I", count, *chain.from_iterable(zip(*columns, strict=True)))
+        head = struct.pack(f"<{width * count + 1}I", count, *words)
     except struct.error as exc:
         raise ValueError(f"a numeric session field does not fit in 32 bits: {exc}") from None
-    ordered = [s for s in chain.from_iterable(zip(*string_columns, strict=True)) if s is not None]
-    encoded = {value: _encode_string(value) for value in set(ordered)}
-    return head + b"".join(map(encoded.__getitem__, ordered))
+    if None in strings:
+        strings = [value for value in strings if value is not None]
+    return head + _encode_strings(strings)
+
+
+def _encode_strings(values: list[str]) -> bytes:
+    """Conformant-varying strings back to back, as deferred after an array.
+
+    The headers and padding are written as UTF-16 code units around each
+    value, so the whole run is one str.join and one encode. A header's count
+    is ``len(value) + 1``, right unless a value holds characters outside the
+    BMP (two units each): the encoded length gives that away, and those runs
+    are redone string by string.
+    """
+    lengths = list(map(len, values))
+    text = "".join(
+        chain.from_iterable(
+            zip(map(_STRING_HEADS.__getitem__, lengths), values, map(_STRING_TAILS.__getitem__, lengths),
+                strict=True)
+        )
+    )
+    data: bytes = _utf16_encode(text, "surrogatepass")[0]
+    if len(data) == 2 * len(text):
+        return data
+    return b"".join(map(_encode_string, values))
+
+
+class _StringHeads(dict[int, str]):
+    """len(value) -> max_count, offset 0, actual_count (NUL included) as six UTF-16 units."""
+
+    def __missing__(self, length: int) -> str:
+        count = length + 1
+        units = chr(count & 0xFFFF) + chr(count >> 16)
+        head = units + "\0\0" + units
+        if length < _CACHED_LENGTHS:
+            self[length] = head
+        return head
+
+
+class _StringTails(dict[int, str]):
+    """len(value) -> the NUL terminator, plus one unit of padding when the count is odd."""
+
+    def __missing__(self, length: int) -> str:
+        tail = "\0\0" if length % 2 == 0 else "\0"
+        if length < _CACHED_LENGTHS:
+            self[length] = tail
+        return tail
+
+
+# Memoised per length; lengths past this are rare and computed each time, so
+# a peer sending strings of every size cannot grow the caches without bound.
+_CACHED_LENGTHS = 4096
+_STRING_HEADS = _StringHeads()
+_STRING_TAILS = _StringTails()
 
 
 _FIELD_INDEX: dict[str, int] = {f.name: i for i, f in enumerate(FIELDS)}
@@ -303,8 +368,34 @@ def decode_session_array(level: int, buf: bytes, pos: int, count: int) -> tuple[
             f"truncated stub: {count} level-{level} entries need {fixed_size} bytes at offset {pos},"
             f" {len(buf) - pos} left"
         )
-    fixed = struct.unpack_from(f"<{width * count}I", buf, pos)
-    pos += fixed_size
+    with _collector_paused(count):
+        return _decode_entries(level, buf, pos, count)
+
+
+def _decode_entries(level: int, buf: bytes, pos: int, count: int) -> tuple[list[SessionInfo], int]:
+    # Rows go in batches, each batch's fixed parts and then its strings (the
+    # strings of consecutive rows are consecutive): the intermediate tuples
+    # stay cache-sized, so 100k entries cost per entry about what 1k do.
+    width = len(LEVELS[level])
+    string_pos = pos + 4 * width * count
+    rows: list[SessionInfo] = []
+    for first in range(0, count, _BATCH_ROWS):
+        batch = min(_BATCH_ROWS, count - first)
+        decoded, string_pos = _decode_batch(level, buf, pos + 4 * width * first, batch, string_pos)
+        rows += decoded
+    return rows, string_pos
+
+
+_BATCH_ROWS = 1024
+
+
+def _decode_batch(
+    level: int, buf: bytes, fixed_pos: int, count: int, pos: int
+) -> tuple[list[SessionInfo], int]:
+    """``count`` rows whose fixed parts start at ``fixed_pos`` and strings at ``pos``."""
+    fields = LEVELS[level]
+    width = len(fields)
+    fixed = struct.unpack_from(f"<{width * count}I", buf, fixed_pos)
     slots = _STRING_SLOTS[level]
     present = sum(count - fixed[slot::width].count(0) for slot in slots)
     texts, pos = _read_strings(buf, pos, present)
@@ -327,38 +418,114 @@ def decode_session_array(level: int, buf: bytes, pos: int, count: int) -> tuple[
         else:
             slot = fields.index(field)
             columns.append(by_slot[slot] if slot in by_slot else fixed[slot::width])
-    return list(map(_new_session, zip(*columns, strict=True))), pos
+    return list(map(tuple.__new__, repeat(SessionInfo, count), zip(*columns, strict=True))), pos
+
+
+@contextmanager
+def _collector_paused(count: int) -> Iterator[None]:
+    """Hold off the cyclic garbage collector while a large result is built.
+
+    Every SessionInfo is a new tracked tuple; with the collector on, a big
+    decode triggers collections that walk the whole young (and eventually the
+    whole) heap again and again, which made the per-entry cost grow with the
+    entry count (measured: 100k entries cost ~2-3x per entry what 1k do).
+    Nothing built here can form a cycle. The previous state is restored; the
+    switch is process-wide, so a concurrent caller can at worst see a
+    collection run a little later.
+    """
+    if count < _GC_PAUSE_MIN_ENTRIES or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+_GC_PAUSE_MIN_ENTRIES = 1000
 
 
 def _read_strings(buf: bytes, pos: int, count: int) -> tuple[list[str], int]:
     """Decode ``count`` consecutive deferred strings starting at ``pos``."""
-    raws: list[bytes] = []
-    add = raws.append
-    size = len(buf)
-    unpack3 = _U32x3.unpack_from
+    scanned = _scan_strings(buf, pos, count)
+    if scanned is None:
+        # Something is wrong (or merely unusual): walk again string by string,
+        # which names the offending string in its DecodeError.
+        return _read_strings_checked(buf, pos, count)
+    raws, pos = scanned
+    # One decode and one split give every string, unless one carries an
+    # embedded NUL: then decode them one by one.
+    texts = _utf16_decode(b"\0\0".join(raws), "surrogatepass", True)[0].split("\0")
+    if len(texts) == count:
+        return texts, pos
+    return [_utf16_decode(raw, "surrogatepass", True)[0] for raw in raws], pos
+
+
+def _scan_strings(buf: bytes, pos: int, count: int) -> tuple[Sequence[bytes], int] | None:
+    """The strings' UTF-16 bytes (NUL excluded) and the offset after them; None if any is malformed.
+
+    Each string's position depends on the previous one's length, so one Python
+    loop has to walk them; it only reads actual_count through a memoryview and
+    collects a struct format for the string (header, units, terminator,
+    padding). A single unpack of that format then does the slicing, and the
+    checks run over whole columns of its result. Any doubt returns None and the
+    careful path takes over.
+    """
+    if not count:
+        return (), pos
+    actuals = memoryview(buf)[pos + 8 : pos + 8 + max(0, (len(buf) - pos - 8) & ~3)].cast("I")
+    formats: list[str] = []
+    add = formats.append
+    layout = _STRING_LAYOUTS.__getitem__
+    i = 0
     try:
         for _ in range(count):
-            max_count, offset, actual = unpack3(buf, pos)
-            end = pos + 12 + 2 * actual
-            if offset or actual > max_count or not actual or end > size or buf[end - 2] or buf[end - 1]:
-                _read_string(buf, pos, f"string {len(raws)} of the session array")
-            add(buf[pos + 12 : end])
-            pos = end + (-end & 3)
-    except struct.error:
-        raise DecodeError(f"truncated stub: string header at offset {pos} past the end") from None
-    # Each raw string ends in its NUL, so one decode and one split give them
-    # all, unless a string carries an embedded NUL: then decode one by one.
-    texts = _utf16_decode(b"".join(raws), "surrogatepass", True)[0].split("\0")
-    if len(texts) == count + 1:
-        texts.pop()
-        return texts, pos
-    return [_utf16_decode(raw[:-2], "surrogatepass", True)[0] for raw in raws], pos
+            actual = actuals[i]
+            add(layout(actual))
+            i += (actual + 7) >> 1  # 3 header words, then the units rounded up to whole words
+        # A Struct of its own: struct.unpack_from would keep this one-off, possibly
+        # megabytes-long format in the module's cache.
+        values = struct.Struct("<" + "".join(formats)).unpack_from(buf, pos)
+    except (IndexError, struct.error, ValueError):
+        return None
+    max_counts, offsets, actual_counts = values[0::5], values[1::5], values[2::5]
+    if (
+        any(offsets)
+        or any(values[4::5])  # terminators
+        or 0 in actual_counts
+        or (max_counts != actual_counts and any(map(operator.gt, actual_counts, max_counts)))
+    ):
+        return None
+    return values[3::5], pos + 4 * i
+
+
+class _StringLayouts(dict[int, str]):
+    """actual_count -> struct format of that string: max, offset, actual, units, NUL, padding."""
+
+    def __missing__(self, actual: int) -> str:
+        if actual == 0:
+            raise ValueError("a string without its terminator")
+        layout = f"3I{2 * actual - 2}sH" + ("2x" if actual & 1 else "")
+        if actual < _CACHED_LENGTHS:
+            self[actual] = layout
+        return layout
+
+
+_STRING_LAYOUTS = _StringLayouts()
+
+
+def _read_strings_checked(buf: bytes, pos: int, count: int) -> tuple[list[str], int]:
+    texts = []
+    for index in range(count):
+        text, pos = _read_string(buf, pos, f"session array string {index} of this batch")
+        texts.append(text)
+    return texts, pos
 
 
 _STRING_SLOTS: dict[int, tuple[int, ...]] = {
     level: tuple(i for i, f in enumerate(fields) if f.kind == "str") for level, fields in LEVELS.items()
 }
-_new_session = partial(tuple.__new__, SessionInfo)
 
 
 def decode_enum_response(stub: bytes) -> EnumResponse:
