@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from smbsessions.dcerpc import Call, RpcServerConnection
+from smbsessions.dcerpc import MAX_FRAG, Call, RpcServerConnection
 from smbsessions.ndr import (
     OPNUM_NETR_SESSION_DEL,
     OPNUM_NETR_SESSION_ENUM,
@@ -35,7 +35,9 @@ class SrvsvcEndpoint:
         self.control = control
         self.policy = policy
         self._rights = Caller(authenticated=not caller.is_guest, admin=caller.is_admin)
-        self._rpc = RpcServerConnection()
+        # Offer the largest fragment: the client's max_recv_frag still caps it (Samba and
+        # impacket ask for 4280), and each fragment costs one SMB read round trip.
+        self._rpc = RpcServerConnection(max_frag=MAX_FRAG)
         self._message = b""
         self._offset = 0
 
