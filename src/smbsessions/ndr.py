@@ -105,7 +105,8 @@ def _encode_string(value: str) -> bytes:
     return _U32x3.pack(count, 0, count) + raw + (b"\0\0\0\0" if count & 1 else b"\0\0")
 
 
-def _encode_top_string(value: str | None, referent: int) -> bytes:
+def encode_unique_string(value: str | None, referent: int) -> bytes:
+    """A top-level ``[in, string, unique] wchar_t*`` parameter: referent id and string."""
     if value is None:
         return b"\0\0\0\0"
     return _U32.pack(referent) + _encode_string(value)
@@ -121,9 +122,9 @@ def encode_enum_request(request: EnumRequest) -> bytes:
     _check_u32("level", request.level)
     _check_u32("prefmaxlen", request.prefmaxlen)
     parts = [
-        _encode_top_string(request.server_name, _FIRST_REFERENT),
-        _encode_top_string(request.client_name, _FIRST_REFERENT + 4),
-        _encode_top_string(request.user_name, _FIRST_REFERENT + 8),
+        encode_unique_string(request.server_name, _FIRST_REFERENT),
+        encode_unique_string(request.client_name, _FIRST_REFERENT + 4),
+        encode_unique_string(request.user_name, _FIRST_REFERENT + 8),
     ]
     if request.level not in LEVELS:
         # No union arm exists for an unknown level (Samba answers the same way);
@@ -269,9 +270,9 @@ def encode_del_request(request: DelRequest) -> bytes:
     """NDR stub of a NetrSessionDel request."""
     return b"".join(
         (
-            _encode_top_string(request.server_name, _FIRST_REFERENT),
-            _encode_top_string(request.client_name, _FIRST_REFERENT + 4),
-            _encode_top_string(request.user_name, _FIRST_REFERENT + 8),
+            encode_unique_string(request.server_name, _FIRST_REFERENT),
+            encode_unique_string(request.client_name, _FIRST_REFERENT + 4),
+            encode_unique_string(request.user_name, _FIRST_REFERENT + 8),
         )
     )
 

@@ -187,8 +187,10 @@ def test_legacy_opnums_15_16_21_are_still_answered(srv: OurServer) -> None:
         assert {str(s["shi1_netname"]).rstrip("\x00").upper() for s in shares} >= {"IPC$", "SHARE"}
         info = srvs.hNetrShareGetInfo(peer.dce, "IPC$\x00", 1)["InfoStruct"]["ShareInfo1"]
         assert str(info["shi1_netname"]).rstrip("\x00") == "IPC$"
-        # impacket's stock opnum 21 handler echoes ServerName back, so it needs one
-        # (hNetrServerGetInfo sends NULL and gets RPC_S_CALL_FAILED: see the report).
+        # hNetrServerGetInfo sends a NULL ServerName, which impacket's stock handler
+        # cannot echo; the engine fills in the server's own name.
+        default = srvs.hNetrServerGetInfo(peer.dce, 101)["InfoStruct"]["ServerInfo101"]
+        assert str(default["sv101_name"]).rstrip("\x00")
         request = srvs.NetrServerGetInfo()
         request["ServerName"] = "\\\\127.0.0.1\x00"
         request["Level"] = 101

@@ -36,6 +36,7 @@ from impacket import smb
 from impacket.smbserver import SMBSERVER, SRVSServer
 
 from smbsessions.levels import SessionInfo
+from smbsessions.ndr import encode_unique_string
 from smbsessions.server import auth_hooks
 from smbsessions.server.accounts import Account, parse_account
 from smbsessions.server.framing import (
@@ -54,6 +55,7 @@ from smbsessions.server.types import CallerInfo, PipeFactory, ServerControl, Ses
 
 LOG = logging.getLogger("smbsessions.server")
 STATUS_MORE_PROCESSING_REQUIRED = 0xC0000016
+OPNUM_NETR_SERVER_GET_INFO = 21
 
 DEFAULT_IDLE_TIMEOUT = 15 * 60.0  # Windows' default autodisconnect
 DEFERRED_CLOSE_LIMIT = 5.0  # how long a self-disconnected caller gets to read its reply
@@ -206,6 +208,7 @@ class SessionServer(ServerControl):
         if len(set(names)) != len(names):
             raise ValueError("duplicate account name")
         self._accounts = {a.user.lower(): a for a in accounts}
+        self._server_name = server_name
         self.pipe_factory = pipe_factory
         self._allow_anonymous = allow_anonymous
         self._idle_timeout = idle_timeout
@@ -319,6 +322,10 @@ class SessionServer(ServerControl):
         handler = self._legacy.srvsvcCallBacks.get(opnum)
         if handler is None:
             return None
+        if opnum == OPNUM_NETR_SERVER_GET_INFO and stub[:4] == b"\0\0\0\0":
+            # impacket's handler echoes ServerName and fails on NULL, which is what
+            # most clients (impacket's own hNetrServerGetInfo included) send.
+            stub = encode_unique_string(f"\\\\{self._server_name}", 0x20000) + stub[4:]
         try:
             with self._legacy_lock:
                 answer = handler(stub)
