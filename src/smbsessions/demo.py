@@ -40,10 +40,11 @@ class HeldSession:
         from impacket.smbconnection import SMBConnection
 
         sock = socket.create_connection((host, port), timeout=5, source_address=(source, 0))
-        netbios = nmb.NetBIOSTCPSession("", "*SMBSERVER", host, sess_port=port, sock=sock)
+        # A real name, not "*SMBSERVER": that would send a NetBIOS name query and wait 4 s.
+        netbios = nmb.NetBIOSTCPSession("", host, host, sess_port=port, sock=sock)
         self.connection: Any = SMBConnection(
-            "*SMBSERVER", host, sess_port=port,
-            existingConnection=smb3.SMB3("*SMBSERVER", host, sess_port=port, session=netbios),
+            host, host, sess_port=port,
+            existingConnection=smb3.SMB3(host, host, sess_port=port, session=netbios),
         )
         self.connection.login(user, password)
         if share and path:
