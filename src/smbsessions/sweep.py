@@ -1,0 +1,1129 @@
+"""Sweep many hosts: targets, per-host outcomes, the concurrent engine, records.
+
+Layers, pure first:
+
+* **Targets** (``parse_spec``, ``TargetSource``, ``expand``, ``count_targets``):
+  host names, IPv4/IPv6 addresses, CIDR ranges, ``host:port``, ``[v6]:port`` and
+  files of them. Ranges are expanded lazily and de-duplicated with a set of
+  address *intervals*, so memory grows with the number of entries, never with
+  the number of hosts a range holds.
+* **Outcomes** (``classify``, ``host_record``, ``read_resume``): one record per
+  host, a plain dict (``RECORD_COLUMNS``). Statuses:
+
+  ==============  ==========================================================
+  ok              enumeration succeeded and returned sessions
+  ok-empty        enumeration succeeded with no session; also when the
+                  ``--user``/``--client`` qualifier matched nothing
+                  (NERR_UserNotFound / NERR_ClientNameNotFound): in a hunt the
+                  wanted user being absent is the normal case, not a failure;
+                  ``note`` says so
+  denied          ERROR_ACCESS_DENIED at every level tried (hardened host)
+  invalid-level   ERROR_INVALID_LEVEL (the level asked for is not served)
+  auth-failed     the SMB logon was refused
+  unreachable     no TCP connection (refused, no route, name not resolved)
+  timeout         no complete answer within ``--timeout`` (per host), or the
+                  host was still running when ``--deadline`` ran out
+  error           anything else: protocol errors, DCE/RPC faults, SMB1-only
+                  servers, SMB errors, other NET_API_STATUS values
+  skipped         never attempted because ``--deadline`` ran out first; a
+                  ``--resume`` run tries these hosts again
+  ==============  ==========================================================
+
+* **Engine** (``HostRunner``, ``run_sweep``): worker processes (one per CPU by
+  default), each running a pool of threads; the parent hands out targets with
+  a bounded number outstanding per worker and receives records as hosts
+  finish. A watchdog in each worker ends any host at ``timeout + margin``
+  whatever the peer does, reporting ``timeout`` at once and closing its
+  connection; a replacement thread keeps the concurrency up meanwhile.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import csv
+import ipaddress
+import json
+import math
+import multiprocessing
+import os
+import queue
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, NamedTuple
+
+from .auth import Credentials, parse_host_port
+from .client import SessionClient
+from .status import (
+    AuthenticationError,
+    HostTimeoutError,
+    HostUnreachableError,
+    NetApiError,
+    NetApiStatus,
+    ProtocolError,
+    RpcFaultError,
+    TransportError,
+    UnsupportedDialectError,
+)
+from .transport import ntstatus_name
+
+DEFAULT_PORT = 445
+DEFAULT_MAX_RANGE = 65536
+"""Largest CIDR range (in addresses) accepted without raising ``max_range``: a /16."""
+
+STATUSES: tuple[str, ...] = (
+    "ok",
+    "ok-empty",
+    "denied",
+    "invalid-level",
+    "auth-failed",
+    "unreachable",
+    "timeout",
+    "error",
+    "skipped",
+)
+ANSWERED = frozenset({"ok", "ok-empty"})
+"""Statuses of hosts whose enumeration succeeded (they expose sessions to the account)."""
+RETRIED_ON_RESUME = frozenset({"skipped"})
+WORKER_DIED = "WorkerDied"
+"""``error`` of hosts lost with a worker process that crashed; ``--resume`` retries them too."""
+
+RECORD_COLUMNS: tuple[str, ...] = (
+    "host",
+    "port",
+    "status",
+    "level",
+    "session_count",
+    "users",
+    "sessions",
+    "elapsed",
+    "error",
+    "code",
+    "detail",
+    "note",
+)
+
+
+# =========================================================================== targets
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One host to sweep."""
+
+    host: str
+    port: int
+
+    @property
+    def key(self) -> str:
+        """``host:port`` (``[v6]:port``): the identity used for de-duplication and resume."""
+        return record_key(self.host, self.port)
+
+
+def record_key(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class NameSpec(NamedTuple):
+    """A host name (lower-cased), swept as given; resolved when connecting."""
+
+    name: str
+    port: int
+
+
+class RangeSpec(NamedTuple):
+    """Addresses ``first..last`` (integers, inclusive) of one IP version."""
+
+    version: int
+    first: int
+    last: int
+    port: int
+
+    @property
+    def size(self) -> int:
+        return self.last - self.first + 1
+
+
+Spec = NameSpec | RangeSpec
+
+
+class BadEntry(NamedTuple):
+    """A target that could not be used: where it came from, what it said, why."""
+
+    source: str
+    line: int | None
+    text: str
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"{self.source}:{self.line}" if self.line is not None else self.source
+        return f"{where}: {self.text!r}: {self.reason}"
+
+
+_HOSTNAME_RE = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9_-]{1,63}(?<!-))*\.?")
+
+
+def parse_spec(text: str, default_port: int = DEFAULT_PORT, max_range: int = DEFAULT_MAX_RANGE) -> Spec:
+    """One target entry as a ``NameSpec`` or ``RangeSpec``; ``ValueError`` says what is wrong.
+
+    Forms: ``host``, ``host:port``, ``1.2.3.4``, ``1.2.3.4:port``, ``::1``,
+    ``[::1]:port``, ``10.0.0.0/24``, ``10.0.0.0/24:port``, ``fd00::/120``,
+    ``[fd00::/120]:port``. A range leaves out the IPv4 network and broadcast
+    addresses (IPv6: the subnet-router anycast address), as
+    ``ipaddress.ip_network(...).hosts()`` does; ``/31``, ``/32``, ``/127`` and
+    ``/128`` keep every address. Ranges of more than ``max_range`` addresses
+    are refused.
+    """
+    text = text.strip()
+    if not text:
+        raise ValueError("empty target")
+    if "@" in text:
+        raise ValueError("credentials do not belong in a target (use -U)")
+    if "/" in text:
+        return _parse_range(text, default_port, max_range)
+    host, port = parse_host_port(text)
+    port = port or default_port
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        if len(host) > 253 or not _HOSTNAME_RE.fullmatch(host):
+            raise ValueError("not a host name, IP address or CIDR range") from None
+        return NameSpec(host.lower().rstrip("."), port)
+    return RangeSpec(address.version, int(address), int(address), port)
+
+
+def _parse_range(text: str, default_port: int, max_range: int) -> RangeSpec:
+    port_text = ""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ValueError("unclosed '['")
+        net_text, rest = text[1:end], text[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError("unexpected text after ']'")
+            port_text = rest[1:] or "?"
+    elif text.count(":") > 1:
+        net_text = text
+    else:
+        net_text, colon, port_text = text.partition(":")
+        if colon and not port_text:
+            port_text = "?"
+    try:
+        network = ipaddress.ip_network(net_text, strict=False)
+    except ValueError:
+        raise ValueError("not a valid CIDR range") from None
+    port = default_port
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ValueError("the port must be a number from 1 to 65535")
+        port = int(port_text)
+    first, last = int(network.network_address), int(network.broadcast_address)
+    full = network.max_prefixlen
+    if network.version == 4 and network.prefixlen < full - 1:
+        first, last = first + 1, last - 1
+    elif network.version == 6 and network.prefixlen < full - 1:
+        first += 1
+    size = last - first + 1
+    if size > max_range:
+        raise ValueError(
+            f"range {network} has {size:,} addresses, more than the limit of {max_range:,}; "
+            "raise --max-range to sweep it"
+        )
+    return RangeSpec(network.version, first, last, port)
+
+
+class TargetSource:
+    """Targets from the command line and from files, parsed lazily each time ``specs`` runs.
+
+    Files: one entry per line, ``#`` starts a comment, blank lines are ignored.
+    Bad entries are handed to ``on_bad`` (``file:line``) and skipped.
+    """
+
+    def __init__(
+        self,
+        entries: Iterable[str] = (),
+        files: Iterable[str | os.PathLike[str]] = (),
+        *,
+        default_port: int = DEFAULT_PORT,
+        max_range: int = DEFAULT_MAX_RANGE,
+    ) -> None:
+        self.entries = list(entries)
+        self.files = [Path(f) for f in files]
+        self.default_port = default_port
+        self.max_range = max_range
+
+    def check_entries(self) -> list[BadEntry]:
+        """The command-line entries that cannot be parsed (callers treat these as usage errors)."""
+        bad = []
+        for text in self.entries:
+            try:
+                parse_spec(text, self.default_port, self.max_range)
+            except ValueError as exc:
+                bad.append(BadEntry("command line", None, text, str(exc)))
+        return bad
+
+    def specs(self, on_bad: Callable[[BadEntry], None] | None = None) -> Iterator[Spec]:
+        for text in self.entries:
+            try:
+                yield parse_spec(text, self.default_port, self.max_range)
+            except ValueError as exc:
+                if on_bad is not None:
+                    on_bad(BadEntry("command line", None, text, str(exc)))
+        for path in self.files:
+            with open(path, encoding="utf-8", errors="replace") as stream:
+                for number, raw in enumerate(stream, 1):
+                    text = raw.split("#", 1)[0].strip()
+                    if not text:
+                        continue
+                    try:
+                        yield parse_spec(text, self.default_port, self.max_range)
+                    except ValueError as exc:
+                        if on_bad is not None:
+                            on_bad(BadEntry(str(path), number, text, str(exc)))
+
+
+class _Intervals:
+    """Disjoint, merged, sorted integer intervals: the addresses already emitted."""
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+
+    def add_new(self, first: int, last: int) -> list[tuple[int, int]]:
+        """Add ``[first, last]``; return its parts that were not already present."""
+        starts, ends = self._starts, self._ends
+        i = bisect.bisect_right(ends, first - 1)  # first interval that could overlap/touch
+        fresh: list[tuple[int, int]] = []
+        cursor = first
+        j = i
+        while j < len(starts) and starts[j] <= last:
+            if starts[j] > cursor:
+                fresh.append((cursor, starts[j] - 1))
+            cursor = max(cursor, ends[j] + 1)
+            j += 1
+        if cursor <= last:
+            fresh.append((cursor, last))
+        # Merge [first, last] with every interval it overlaps or touches.
+        lo = bisect.bisect_left(ends, first - 1)
+        hi = bisect.bisect_right(starts, last + 1)
+        new_start, new_end = first, last
+        if lo < hi:
+            new_start = min(new_start, starts[lo])
+            new_end = max(new_end, ends[hi - 1])
+        starts[lo:hi] = [new_start]
+        ends[lo:hi] = [new_end]
+        return fresh
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+
+class _Dedup:
+    def __init__(self) -> None:
+        self.names: set[tuple[str, int]] = set()
+        self.ranges: dict[tuple[int, int], _Intervals] = {}
+
+    def fresh_parts(self, spec: RangeSpec) -> list[tuple[int, int]]:
+        intervals = self.ranges.setdefault((spec.version, spec.port), _Intervals())
+        return intervals.add_new(spec.first, spec.last)
+
+
+def expand(specs: Iterable[Spec]) -> Iterator[Target]:
+    """Every target the specs name, in order, each once; lazy (a /16 is never a list)."""
+    seen = _Dedup()
+    for spec in specs:
+        if isinstance(spec, NameSpec):
+            if spec in seen.names:
+                continue
+            seen.names.add((spec.name, spec.port))
+            yield Target(spec.name, spec.port)
+            continue
+        make = ipaddress.IPv4Address if spec.version == 4 else ipaddress.IPv6Address
+        for first, last in seen.fresh_parts(spec):
+            for value in range(first, last + 1):
+                yield Target(str(make(value)), spec.port)
+
+
+def count_targets(specs: Iterable[Spec]) -> int:
+    """How many targets ``expand`` would yield, without generating them."""
+    seen = _Dedup()
+    total = 0
+    for spec in specs:
+        if isinstance(spec, NameSpec):
+            if spec not in seen.names:
+                seen.names.add((spec.name, spec.port))
+                total += 1
+        else:
+            total += sum(last - first + 1 for first, last in seen.fresh_parts(spec))
+    return total
+
+
+# =========================================================================== outcomes
+
+
+class Classified(NamedTuple):
+    """What an exception means for a host's record."""
+
+    status: str
+    error: str | None
+    code: int | None
+    detail: str
+    note: str | None = None
+
+
+_NOT_FOUND = (NetApiStatus.NERR_UserNotFound, NetApiStatus.NERR_ClientNameNotFound)
+_NET_API_STATUSES: dict[int, str] = {
+    NetApiStatus.ERROR_ACCESS_DENIED: "denied",
+    NetApiStatus.ERROR_INVALID_LEVEL: "invalid-level",
+}
+
+
+def classify(exc: BaseException) -> Classified:
+    """Map an exception raised while enumerating one host to its sweep status."""
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, NetApiError):
+        if exc.status in _NOT_FOUND:
+            return Classified("ok-empty", None, None, "", f"{exc.name}: no session matched the qualifier")
+        status = _NET_API_STATUSES.get(exc.status, "error")
+        return Classified(status, exc.name, exc.status, detail)
+    if isinstance(exc, AuthenticationError):
+        return Classified("auth-failed", _nt_name(exc.ntstatus), exc.ntstatus, detail)
+    if isinstance(exc, HostUnreachableError):
+        return Classified("unreachable", None, None, detail)
+    if isinstance(exc, HostTimeoutError):
+        return Classified("timeout", None, None, detail)
+    if isinstance(exc, UnsupportedDialectError):
+        return Classified("error", "UnsupportedDialect", exc.ntstatus, detail)
+    if isinstance(exc, RpcFaultError):
+        return Classified("error", exc.name, exc.code, detail)
+    if isinstance(exc, ProtocolError):
+        return Classified("error", type(exc).__name__, None, detail)
+    if isinstance(exc, TransportError):
+        return Classified("error", _nt_name(exc.ntstatus) or "TransportError", exc.ntstatus, detail)
+    if isinstance(exc, TimeoutError):
+        return Classified("timeout", None, None, detail)
+    if isinstance(exc, ConnectionRefusedError):
+        return Classified("unreachable", None, None, detail)
+    return Classified("error", type(exc).__name__, None, detail)
+
+
+def _nt_name(ntstatus: int | None) -> str | None:
+    return None if ntstatus is None else ntstatus_name(ntstatus)
+
+
+def host_record(
+    target: Target,
+    status: str,
+    *,
+    elapsed: float,
+    level: int | None = None,
+    sessions: list[dict[str, Any]] | None = None,
+    error: str | None = None,
+    code: int | None = None,
+    detail: str | None = None,
+    note: str | None = None,
+) -> dict[str, Any]:
+    """The record of one host (keys: ``RECORD_COLUMNS``)."""
+    listed = sessions or []
+    users = sorted({s["user_name"] for s in listed if s.get("user_name")})
+    return {
+        "host": target.host,
+        "port": target.port,
+        "status": status,
+        "level": level,
+        "session_count": len(listed),
+        "users": users,
+        "sessions": listed,
+        "elapsed": round(elapsed, 4),
+        "error": error,
+        "code": code,
+        "detail": detail or None,
+        "note": note,
+    }
+
+
+def failure_record(target: Target, exc: BaseException, elapsed: float) -> dict[str, Any]:
+    found = classify(exc)
+    return host_record(
+        target,
+        found.status,
+        elapsed=elapsed,
+        level=None,
+        error=found.error,
+        code=found.code,
+        detail=found.detail,
+        note=found.note,
+    )
+
+
+class ResumeState(NamedTuple):
+    """What an earlier run's output says: hosts done, and how many records of each status."""
+
+    done: set[str]
+    counts: dict[str, int]
+    bad_lines: int
+
+
+def read_resume(path: str | os.PathLike[str], fmt: str = "jsonl") -> ResumeState:
+    """Hosts already finished in an earlier run's output (``jsonl`` or ``csv``).
+
+    A truncated or unreadable line (an interrupted write) is ignored, as are
+    records with an unknown status; ``skipped`` hosts are not done (the resumed
+    run tries them). A missing file means nothing is done.
+    """
+    done: set[str] = set()
+    counts: dict[str, int] = {}
+    bad = 0
+    if not os.path.exists(path):
+        return ResumeState(done, counts, 0)
+    with open(path, encoding="utf-8", errors="replace", newline="") as stream:
+        rows: Iterable[Any] = csv.DictReader(stream) if fmt == "csv" else _json_lines(stream)
+        for row in rows:
+            try:
+                host, port, status = str(row["host"]), int(row["port"]), str(row["status"])
+            except (KeyError, TypeError, ValueError):
+                bad += 1
+                continue
+            if status not in STATUSES or not host:
+                bad += 1
+                continue
+            if status in RETRIED_ON_RESUME or row.get("error") == WORKER_DIED:
+                continue
+            key = record_key(host, port)
+            if key not in done:
+                done.add(key)
+                counts[status] = counts.get(status, 0) + 1
+    return ResumeState(done, counts, bad)
+
+
+def _json_lines(stream: IO[str]) -> Iterator[Any]:
+    for line in stream:
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            yield None
+            continue
+        yield record if isinstance(record, dict) else None
+
+
+def trim_partial_line(path: str | os.PathLike[str]) -> int:
+    """Cut a last line that has no newline (an interrupted write) so appends start clean.
+
+    Returns the number of bytes removed.
+    """
+    try:
+        with open(path, "rb+") as stream:
+            size = stream.seek(0, os.SEEK_END)
+            if size == 0:
+                return 0
+            stream.seek(size - 1)
+            if stream.read(1) == b"\n":
+                return 0
+            keep = 0
+            block = 65536
+            position = size
+            while position > 0:
+                start = max(0, position - block)
+                stream.seek(start)
+                chunk = stream.read(position - start)
+                index = chunk.rfind(b"\n")
+                if index >= 0:
+                    keep = start + index + 1
+                    break
+                position = start
+            stream.truncate(keep)
+            return size - keep
+    except FileNotFoundError:
+        return 0
+
+
+# =========================================================================== one host
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """What every host is asked, and how long it may take."""
+
+    credentials: Credentials
+    level: int | None = None
+    user: str | None = None
+    client: str | None = None
+    timeout: float = 10.0
+    margin: float = 1.0
+    """Grace after ``timeout`` before the watchdog ends a host regardless."""
+    deadline: float | None = None
+    """Absolute ``time.monotonic()`` at which the whole sweep ends (None: no limit)."""
+    require_encryption: bool = False
+
+    def __post_init__(self) -> None:
+        if self.timeout <= 0:
+            raise ValueError("timeout must be positive")
+        if self.margin < 0:
+            raise ValueError("margin must not be negative")
+
+
+class _AbortableClient(SessionClient):
+    """A SessionClient the watchdog can stop from another thread.
+
+    ``abort`` closes the pipe (its socket), which wakes any wait on a reply;
+    every later call, including the reconnect ``SessionClient._call`` would
+    otherwise make, fails at once.
+    """
+
+    aborted = False
+
+    def abort(self) -> None:
+        self.aborted = True
+        pipe = self._pipe
+        if pipe is not None:
+            pipe.close()
+
+    def open(self) -> SessionClient:
+        if self.aborted:
+            raise HostTimeoutError(f"{self.host}:{self.port}: stopped by the sweep watchdog")
+        super().open()
+        if self.aborted:
+            self.close()
+            raise HostTimeoutError(f"{self.host}:{self.port}: stopped by the sweep watchdog")
+        return self
+
+
+def probe_host(target: Target, config: SweepConfig, client: SessionClient | None = None) -> dict[str, Any]:
+    """Enumerate one host and return its record; never raises for the host's failures."""
+    start = time.monotonic()
+    if client is None:
+        client = SessionClient(
+            target.host,
+            target.port,
+            credentials=config.credentials,
+            timeout=_call_timeout(config, start),
+            require_encryption=config.require_encryption,
+        )
+    try:
+        with client:
+            result = client.enum(config.level, config.client, config.user)
+            sessions = [session.to_dict() for session in result]
+    except Exception as exc:
+        return failure_record(target, exc, time.monotonic() - start)
+    note = "the server ignored the qualifiers; they were applied locally" if result.filtered_locally else None
+    return host_record(
+        target,
+        "ok" if sessions else "ok-empty",
+        elapsed=time.monotonic() - start,
+        level=result.level,
+        sessions=sessions,
+        note=note,
+    )
+
+
+def _call_timeout(config: SweepConfig, now: float) -> float:
+    timeout = config.timeout
+    if config.deadline is not None:
+        timeout = min(timeout, config.deadline - now)
+    return max(timeout, 0.05)
+
+
+# =========================================================================== engine: threads
+
+
+Emit = Callable[[dict[str, Any]], None]
+Probe = Callable[[Target, SweepConfig, SessionClient | None], dict[str, Any]]
+
+
+_DEADLINE_DETAIL = "still running when the sweep deadline ran out"
+
+
+@dataclass
+class _Running:
+    target: Target
+    started: float
+    limit: float
+    by_deadline: bool
+    client: _AbortableClient
+    finished: bool = False
+
+
+class HostRunner:
+    """A pool of threads probing hosts, with a watchdog that bounds each host's time.
+
+    ``submit`` queues a target (the caller bounds how many it submits);
+    ``emit`` receives exactly one record per submitted target, from a worker
+    thread or the watchdog. ``close`` stops the threads.
+    """
+
+    def __init__(
+        self,
+        config: SweepConfig,
+        threads: int,
+        emit: Emit,
+        probe: Probe = probe_host,
+        client_class: type[_AbortableClient] = _AbortableClient,
+    ) -> None:
+        if threads < 1:
+            raise ValueError("threads must be at least 1")
+        self.config = config
+        self._emit = emit
+        self._probe = probe
+        self._client_class = client_class
+        self._jobs: queue.SimpleQueue[Target | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._running: dict[int, _Running] = {}
+        self._retire: set[int] = set()  # threads whose job the watchdog took over
+        self._closing = False
+        self._threads: list[threading.Thread] = []
+        for _ in range(threads):
+            self._start_thread()
+        self._watchdog = threading.Thread(target=self._watch, name="sweep-watchdog", daemon=True)
+        self._watchdog.start()
+
+    def submit(self, target: Target) -> None:
+        self._jobs.put(target)
+
+    def close(self) -> None:
+        """Stop every thread once its current host is done (or abandoned); does not wait."""
+        with self._lock:
+            self._closing = True
+            count = len(self._threads)
+            self._wake.notify_all()
+        for _ in range(count):
+            self._jobs.put(None)
+
+    # -- workers
+
+    def _start_thread(self) -> None:
+        thread = threading.Thread(target=self._work, name="sweep-host", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _work(self) -> None:
+        ident = threading.get_ident()
+        while True:
+            target = self._jobs.get()
+            if target is None:
+                return
+            self._run_one(target, ident)
+            with self._lock:
+                if ident in self._retire:
+                    self._retire.discard(ident)
+                    return
+
+    def _run_one(self, target: Target, ident: int) -> None:
+        config = self.config
+        now = time.monotonic()
+        if config.deadline is not None and now >= config.deadline:
+            self._emit(host_record(target, "skipped", elapsed=0.0, note="the sweep deadline ran out first"))
+            return
+        limit = now + config.timeout + config.margin
+        by_deadline = config.deadline is not None and config.deadline < limit
+        if by_deadline and config.deadline is not None:
+            limit = config.deadline
+        client = self._client_class(
+            target.host,
+            target.port,
+            credentials=config.credentials,
+            timeout=_call_timeout(config, now),
+            require_encryption=config.require_encryption,
+        )
+        running = _Running(target, now, limit, by_deadline, client)
+        with self._lock:
+            self._running[ident] = running
+            self._wake.notify()
+        try:
+            record = self._probe(target, config, client)
+        except BaseException as exc:  # a bug in probe must still yield a record
+            record = failure_record(target, exc, time.monotonic() - now)
+        if by_deadline and record["status"] == "timeout":
+            # The call timeout was shortened to the sweep deadline: say which limit ended it.
+            record["detail"] = f"{_DEADLINE_DETAIL} ({record['detail']})"
+        with self._lock:
+            mine = not running.finished
+            running.finished = True
+            if self._running.get(ident) is running:
+                del self._running[ident]
+        if mine:
+            self._emit(record)
+
+    # -- watchdog
+
+    def _watch(self) -> None:
+        while True:
+            overdue: list[_Running] = []
+            with self._lock:
+                if self._closing and not self._running:
+                    return
+                now = time.monotonic()
+                next_limit = now + 0.5
+                for ident, running in list(self._running.items()):
+                    if running.limit <= now:
+                        running.finished = True
+                        del self._running[ident]
+                        self._retire.add(ident)
+                        overdue.append(running)
+                    else:
+                        next_limit = min(next_limit, running.limit)
+                for _ in overdue:
+                    if not self._closing:
+                        self._start_thread()
+                if not overdue:
+                    self._wake.wait(max(next_limit - now, 0.005))
+            for running in overdue:
+                self._expire(running)
+
+    def _expire(self, running: _Running) -> None:
+        elapsed = time.monotonic() - running.started
+        if running.by_deadline:
+            detail = _DEADLINE_DETAIL
+        else:
+            detail = f"no complete answer within {self.config.timeout:g} s (ended by the watchdog)"
+        self._emit(host_record(running.target, "timeout", elapsed=elapsed, detail=detail))
+        # Closing joins the connection's receive thread: not on the watchdog's time.
+        aborter = threading.Thread(target=_abort_quietly, args=(running.client,), name="sweep-abort")
+        aborter.daemon = True
+        aborter.start()
+
+
+def _abort_quietly(client: _AbortableClient) -> None:
+    with contextlib.suppress(Exception):
+        client.abort()
+
+
+# =========================================================================== engine: processes
+
+
+@dataclass
+class SweepStats:
+    """Counts of one run."""
+
+    total: int | None = None
+    done: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+    interrupted: bool = False
+
+    def add(self, record: dict[str, Any]) -> None:
+        self.done += 1
+        status = record["status"]
+        self.by_status[status] = self.by_status.get(status, 0) + 1
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def answered(self) -> int:
+        return sum(self.by_status.get(s, 0) for s in ANSWERED)
+
+
+class _Worker:
+    """One worker: a process with a HostRunner, or the HostRunner in this process."""
+
+    def __init__(self, index: int, threads: int) -> None:
+        self.index = index
+        self.threads = threads
+        self.capacity = threads + max(2, threads // 2)
+        self.outstanding: dict[str, Target] = {}
+        self.process: Any = None
+        self.tasks: Any = None
+        self.runner: HostRunner | None = None
+        self.dead = False
+
+
+def _worker_main(
+    index: int,
+    config: SweepConfig,
+    threads: int,
+    tasks: Any,
+    results: Any,
+    stop: Any,
+    probe: Probe,
+    parent: int,
+) -> None:
+    """Body of a worker process: take targets, probe them, send records back."""
+    # The parent decides what an interrupt means, and stops the workers itself:
+    # a worker killed by a signal sent to the whole process group would lose
+    # records it had finished and make its hosts look failed.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    def emit(record: dict[str, Any]) -> None:
+        # After an interrupt the queue may already be closed: nothing is waiting then.
+        with contextlib.suppress(ValueError):
+            results.put((index, record))
+
+    runner = HostRunner(config, threads, emit, probe)
+    while not stop.is_set():
+        try:
+            item = tasks.get(timeout=0.2)
+        except queue.Empty:
+            if os.getppid() != parent:
+                break  # orphaned: the parent is gone, nobody reads our records
+            continue
+        if item is None:
+            break
+        runner.submit(Target(item[0], item[1]))
+    runner.close()
+    # Every target sent here has been answered before the parent sends None;
+    # flush the records still in the queue's buffer, then leave.
+    results.close()
+    results.join_thread()
+
+
+def split_concurrency(concurrency: int, processes: int) -> list[int]:
+    """Threads per worker: ``concurrency`` spread over at most ``processes`` workers."""
+    processes = max(1, min(processes, concurrency))
+    base, extra = divmod(concurrency, processes)
+    return [base + (1 if i < extra else 0) for i in range(processes)]
+
+
+def default_processes() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+_BACKSTOP_GRACE = 5.0
+_INTERRUPT_DRAIN = 1.0
+
+
+def run_sweep(
+    targets: Iterable[Target],
+    config: SweepConfig,
+    on_record: Emit,
+    *,
+    concurrency: int = 64,
+    processes: int | None = None,
+    on_tick: Callable[[], None] | None = None,
+    stats: SweepStats | None = None,
+    probe: Probe = probe_host,
+) -> SweepStats:
+    """Sweep ``targets``: ``on_record`` gets one record per target as each finishes.
+
+    ``processes`` worker processes (default: one per usable CPU; 1 runs the
+    threads in this process) share ``concurrency`` threads. ``on_tick`` is
+    called at least every 0.1 s from this thread (progress display). On
+    ``KeyboardInterrupt`` the records already finished are still delivered,
+    the workers are stopped and the interrupt propagates (``stats.interrupted``).
+    ``probe`` enumerates one host (tests substitute their own; with worker
+    processes it must be a module-level function).
+    """
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
+    stats = stats or SweepStats()
+    split = split_concurrency(concurrency, processes or default_processes())
+    workers = [_Worker(i, n) for i, n in enumerate(split)]
+    in_process = len(workers) == 1 and (processes or default_processes()) <= 1
+    results: Any
+    stop: Any
+    if in_process:
+        results = queue.SimpleQueue()
+        stop = threading.Event()
+        worker = workers[0]
+        worker.runner = HostRunner(config, worker.threads, lambda record: results.put((0, record)), probe)
+    else:
+        context = _mp_context()
+        results = context.Queue()
+        stop = context.Event()
+        previous = signal.getsignal(signal.SIGINT)
+        in_main = threading.current_thread() is threading.main_thread()
+        if in_main:
+            # Children start with SIGINT ignored, so a Ctrl-C between fork and
+            # their own signal setup cannot kill them mid-record.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        parent = os.getpid()
+        try:
+            for worker in workers:
+                worker.tasks = context.Queue()
+                worker.process = context.Process(
+                    target=_worker_main,
+                    args=(worker.index, config, worker.threads, worker.tasks, results, stop, probe, parent),
+                    name=f"smbsessions-sweep-{worker.index}",
+                    daemon=True,
+                )
+                worker.process.start()
+        finally:
+            if in_main:
+                signal.signal(signal.SIGINT, previous)
+    try:
+        _dispatch(iter(targets), config, workers, results, on_record, on_tick, stats)
+    except KeyboardInterrupt:
+        stats.interrupted = True
+        stop.set()
+        _drain(workers, results, on_record, stats, _INTERRUPT_DRAIN)
+        raise
+    finally:
+        graceful = not stop.is_set()
+        stop.set()
+        _shutdown(workers, graceful)
+    return stats
+
+
+def _mp_context() -> Any:
+    # fork shares the already-imported modules (no ~0.3 s re-import per worker);
+    # spawn elsewhere.
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def _deliver(
+    workers: list[_Worker], message: tuple[int, dict[str, Any]], on_record: Emit, stats: SweepStats
+) -> None:
+    index, record = message
+    key = record_key(record["host"], record["port"])
+    if workers[index].outstanding.pop(key, None) is None:
+        return  # already written (e.g. by the backstop): never two records for one host
+    stats.add(record)
+    on_record(record)
+
+
+def _dispatch(
+    targets: Iterator[Target],
+    config: SweepConfig,
+    workers: list[_Worker],
+    results: Any,
+    on_record: Emit,
+    on_tick: Callable[[], None] | None,
+    stats: SweepStats,
+) -> None:
+    pending = next(targets, None)
+    while True:
+        now = time.monotonic()
+        past_deadline = config.deadline is not None and now >= config.deadline
+        if past_deadline:
+            # Not handed out before the deadline: skipped, a bounded batch per turn.
+            for _ in range(1000):
+                if pending is None:
+                    break
+                record = host_record(pending, "skipped", elapsed=0.0, note="the sweep deadline ran out first")
+                stats.add(record)
+                on_record(record)
+                pending = next(targets, None)
+        else:
+            while pending is not None:
+                worker = _least_loaded(workers)
+                if worker is None:
+                    break
+                worker.outstanding[pending.key] = pending
+                if worker.runner is not None:
+                    worker.runner.submit(pending)
+                else:
+                    worker.tasks.put((pending.host, pending.port))
+                pending = next(targets, None)
+        outstanding = sum(len(w.outstanding) for w in workers)
+        if pending is None and outstanding == 0:
+            return
+        if (
+            config.deadline is not None
+            and now >= config.deadline + config.margin + _BACKSTOP_GRACE
+            and outstanding
+        ):
+            _give_up(workers, on_record, stats, "the worker did not report before the sweep deadline")
+            continue
+        wait = 0.1 if (pending is None or past_deadline or _least_loaded(workers) is None) else 0.0
+        _collect(workers, results, on_record, stats, wait)
+        _check_workers(workers, on_record, stats)
+        if on_tick is not None:
+            on_tick()
+
+
+def _least_loaded(workers: list[_Worker]) -> _Worker | None:
+    best: _Worker | None = None
+    for worker in workers:
+        if worker.dead or len(worker.outstanding) >= worker.capacity:
+            continue
+        if best is None or len(worker.outstanding) * best.capacity < len(best.outstanding) * worker.capacity:
+            best = worker
+    return best
+
+
+def _collect(workers: list[_Worker], results: Any, on_record: Emit, stats: SweepStats, wait: float) -> None:
+    try:
+        message = results.get(timeout=wait) if wait > 0 else results.get_nowait()
+    except queue.Empty:
+        return
+    _deliver(workers, message, on_record, stats)
+    for _ in range(10_000):
+        try:
+            message = results.get_nowait()
+        except queue.Empty:
+            return
+        _deliver(workers, message, on_record, stats)
+
+
+def _check_workers(workers: list[_Worker], on_record: Emit, stats: SweepStats) -> None:
+    for worker in workers:
+        if worker.process is None or worker.dead or worker.process.is_alive():
+            continue
+        worker.dead = True
+        code = worker.process.exitcode
+        for target in list(worker.outstanding.values()):
+            record = host_record(
+                target, "error", elapsed=0.0, error=WORKER_DIED,
+                detail=f"the sweep worker process ended unexpectedly (exit code {code})",
+            )
+            stats.add(record)
+            on_record(record)
+        worker.outstanding.clear()
+    if all(w.dead for w in workers) and any(w.process is not None for w in workers):
+        raise RuntimeError("every sweep worker process ended unexpectedly")
+
+
+def _give_up(workers: list[_Worker], on_record: Emit, stats: SweepStats, detail: str) -> None:
+    for worker in workers:
+        for target in list(worker.outstanding.values()):
+            record = host_record(target, "timeout", elapsed=0.0, detail=detail)
+            stats.add(record)
+            on_record(record)
+        worker.outstanding.clear()
+
+
+def _drain(workers: list[_Worker], results: Any, on_record: Emit, stats: SweepStats, seconds: float) -> None:
+    """After an interrupt: deliver what the workers already finished, for at most ``seconds``."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        before = stats.done
+        _collect(workers, results, on_record, stats, 0.05)
+        alive = any(w.process is not None and w.process.is_alive() for w in workers)
+        if stats.done == before and not alive:
+            return
+
+
+def _shutdown(workers: list[_Worker], graceful: bool) -> None:
+    """End the workers: let them finish when ``graceful``, else (interrupt) kill them at once.
+
+    After an interrupt their finished records have been drained already; what
+    they still run is abandoned (those hosts have no record, so --resume retries them).
+    """
+    for worker in workers:
+        if worker.runner is not None:
+            worker.runner.close()
+        if graceful and worker.tasks is not None and worker.process is not None and worker.process.is_alive():
+            with contextlib.suppress(Exception):
+                worker.tasks.put(None)
+    end = time.monotonic() + (2.0 if graceful else 0.0)
+    for worker in workers:
+        process = worker.process
+        if process is None:
+            continue
+        process.join(max(0.0, end - time.monotonic()))
+        if process.is_alive():
+            process.kill()  # it ignores SIGTERM (see _worker_main)
+            process.join(2.0)
+    for worker in workers:
+        if worker.tasks is not None:
+            worker.tasks.close()
+            worker.tasks.cancel_join_thread()
+
+
+def hosts_per_second(stats: SweepStats) -> float:
+    elapsed = stats.elapsed
+    return stats.done / elapsed if elapsed > 0 else math.inf
