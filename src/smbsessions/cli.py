@@ -70,7 +70,10 @@ class UsageError(Exception):
 # --------------------------------------------------------------------------- arguments
 
 
-def add_auth_arguments(parser: argparse.ArgumentParser) -> None:
+def add_auth_arguments(
+    parser: argparse.ArgumentParser,
+    timeout_help: str = "seconds allowed for connecting and for each call (default 10)",
+) -> None:
     group = parser.add_argument_group("authentication")
     group.add_argument("-U", "--user-spec", metavar="[DOMAIN/]USER[%PASSWORD]",
                        help="account to log on as; without %%PASSWORD the password comes from "
@@ -79,8 +82,7 @@ def add_auth_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("-k", "--kerberos", action="store_true",
                        help="Kerberos (ticket cache from KRB5CCNAME; needs the 'kerberos' extra)")
     group.add_argument("--anonymous", action="store_true", help="null session (no credentials)")
-    group.add_argument("--timeout", type=float, default=10.0, metavar="S",
-                       help="seconds allowed for connecting and for each call (default 10)")
+    group.add_argument("--timeout", type=float, default=10.0, metavar="S", help=timeout_help)
     group.add_argument("--encrypt", action="store_true", help="require SMB 3 encryption")
 
 
@@ -309,7 +311,14 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[
     out = out or sys.stdout
     err = err or sys.stderr
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # argparse gives a "*" positional its (empty) share before the options, so
+        # targets written after options come back unparsed: take them.
+        if isinstance(getattr(args, "targets", None), list) and not any(x.startswith("-") for x in extra):
+            args.targets.extend(extra)
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(asctime)s %(name)s %(levelname)s %(message)s",

@@ -37,7 +37,7 @@ from .ndr import (
     encode_enum_request,
 )
 from .rules import not_found_status, session_matches
-from .status import NetApiError, NetApiStatus, ProtocolError, TransportError
+from .status import HostTimeoutError, NetApiError, NetApiStatus, ProtocolError, TransportError
 from .transport import SmbPipe
 
 # A server may not make us page forever or buffer without bound.
@@ -156,12 +156,15 @@ class SessionClient:
         self.timeout = timeout
         self.require_encryption = require_encryption
         self._pipe: SmbPipe | None = None
+        self._aborted = False
         self._rpc = RpcClientConnection(max_xmit_frag=DEFAULT_MAX_FRAG, max_recv_frag=MAX_FRAG)
 
     # ---- connection
 
     def open(self) -> SessionClient:
         """Connect, authenticate, open ``\\PIPE\\srvsvc`` and bind (idempotent)."""
+        if self._aborted:
+            raise HostTimeoutError(f"{self.host}:{self.port}: aborted")
         if self._pipe is not None:
             return self
         pipe = SmbPipe.open(
@@ -178,7 +181,21 @@ class SessionClient:
             pipe.close()
             raise
         self._pipe = pipe
+        if self._aborted:  # abort() ran while we were connecting
+            self.close()
+            raise HostTimeoutError(f"{self.host}:{self.port}: aborted")
         return self
+
+    def abort(self) -> None:
+        """Stop this client from another thread (a watchdog): close the connection.
+
+        Any wait for a reply wakes up with an error, and every later call,
+        reconnecting included, raises ``HostTimeoutError``.
+        """
+        self._aborted = True
+        pipe = self._pipe
+        if pipe is not None:
+            pipe.close()
 
     def close(self) -> None:
         if self._pipe is not None:

@@ -570,32 +570,6 @@ class SweepConfig:
             raise ValueError("margin must not be negative")
 
 
-class _AbortableClient(SessionClient):
-    """A SessionClient the watchdog can stop from another thread.
-
-    ``abort`` closes the pipe (its socket), which wakes any wait on a reply;
-    every later call, including the reconnect ``SessionClient._call`` would
-    otherwise make, fails at once.
-    """
-
-    aborted = False
-
-    def abort(self) -> None:
-        self.aborted = True
-        pipe = self._pipe
-        if pipe is not None:
-            pipe.close()
-
-    def open(self) -> SessionClient:
-        if self.aborted:
-            raise HostTimeoutError(f"{self.host}:{self.port}: stopped by the sweep watchdog")
-        super().open()
-        if self.aborted:
-            self.close()
-            raise HostTimeoutError(f"{self.host}:{self.port}: stopped by the sweep watchdog")
-        return self
-
-
 def probe_host(target: Target, config: SweepConfig, client: SessionClient | None = None) -> dict[str, Any]:
     """Enumerate one host and return its record; never raises for the host's failures."""
     start = time.monotonic()
@@ -647,7 +621,7 @@ class _Running:
     started: float
     limit: float
     by_deadline: bool
-    client: _AbortableClient
+    client: SessionClient
     finished: bool = False
 
 
@@ -665,7 +639,7 @@ class HostRunner:
         threads: int,
         emit: Emit,
         probe: Probe = probe_host,
-        client_class: type[_AbortableClient] = _AbortableClient,
+        client_class: type[SessionClient] = SessionClient,
     ) -> None:
         if threads < 1:
             raise ValueError("threads must be at least 1")
@@ -791,7 +765,7 @@ class HostRunner:
         aborter.start()
 
 
-def _abort_quietly(client: _AbortableClient) -> None:
+def _abort_quietly(client: SessionClient) -> None:
     with contextlib.suppress(Exception):
         client.abort()
 

@@ -93,10 +93,9 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--max-range", type=int, default=DEFAULT_MAX_RANGE, metavar="N",
                         help="refuse CIDR ranges of more than N addresses "
                              f"(default {DEFAULT_MAX_RANGE}, a /16)")
-    add_auth_arguments(parser)
-    for action in parser._actions:  # argparse offers no public way to reword a shared option
-        if action.dest == "timeout":
-            action.help = "seconds one host may take in all (connect, logon, every call; default 10)"
+    add_auth_arguments(
+        parser, timeout_help="seconds one host may take in all (connect, logon, every call; default 10)"
+    )
     parser.add_argument("--level", type=_level, help="0, 1, 2, 10 or 502 (default: the richest allowed)")
     parser.add_argument("--user", metavar="NAME", help="hunt: only sessions of this user")
     parser.add_argument("--client", metavar="NAME", help="only sessions from this client")

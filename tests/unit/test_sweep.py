@@ -44,7 +44,6 @@ from smbsessions.sweep import (
     SweepConfig,
     Target,
     TargetSource,
-    _AbortableClient,
     classify,
     count_targets,
     expand,
@@ -471,9 +470,9 @@ def test_a_crashed_worker_loses_no_host_and_resume_retries_them(tmp_path: Path) 
 
 
 def test_an_aborted_client_never_connects() -> None:
-    client = _AbortableClient("127.0.0.1", 9, credentials=CREDS, timeout=1)
+    client = SessionClient("127.0.0.1", 9, credentials=CREDS, timeout=1)
     client.abort()
-    with pytest.raises(HostTimeoutError, match="watchdog"):
+    with pytest.raises(HostTimeoutError, match="aborted"):
         client.open()
 
 
