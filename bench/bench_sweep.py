@@ -39,7 +39,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from interop.samba import ALICE, SambaServer, port_is_free, unavailable_reason  # noqa: E402
 from smbsessions.auth import Credentials  # noqa: E402
-from smbsessions.sweep import SweepConfig, Target, host_record, run_sweep  # noqa: E402
+from smbsessions.sweep import SweepConfig, host_record, run_sweep  # noqa: E402
+from smbsessions.targets import Target  # noqa: E402
 
 SAMBA_PORTS = tuple(range(4500, 4508))
 SILENT_PORT = 4510

@@ -23,21 +23,23 @@ from .cli import UsageError, _level, add_auth_arguments, credentials_from_args
 from .output import RecordWriter
 from .sweep import (
     ANSWERED,
-    DEFAULT_MAX_RANGE,
-    DEFAULT_PORT,
     RECORD_COLUMNS,
     STATUSES,
-    BadEntry,
     SweepConfig,
     SweepStats,
+    read_resume,
+    run_sweep,
+    trim_partial_line,
+)
+from .targets import (
+    DEFAULT_MAX_RANGE,
+    DEFAULT_PORT,
+    BadEntry,
     Target,
     TargetSource,
     count_targets,
     expand,
-    read_resume,
     record_key,
-    run_sweep,
-    trim_partial_line,
 )
 
 EXIT_OK = 0

@@ -34,25 +34,27 @@ from smbsessions.status import (
     UnsupportedDialectError,
 )
 from smbsessions.sweep import (
-    DEFAULT_PORT,
     RECORD_COLUMNS,
     STATUSES,
     WORKER_DIED,
     HostRunner,
-    NameSpec,
-    RangeSpec,
     SweepConfig,
-    Target,
-    TargetSource,
     classify,
-    count_targets,
-    expand,
     host_record,
-    parse_spec,
     read_resume,
     run_sweep,
     split_concurrency,
     trim_partial_line,
+)
+from smbsessions.targets import (
+    DEFAULT_PORT,
+    NameSpec,
+    RangeSpec,
+    Target,
+    TargetSource,
+    count_targets,
+    expand,
+    parse_spec,
 )
 
 CREDS = Credentials(username="alice", password="pw")

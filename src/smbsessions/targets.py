@@ -1,0 +1,276 @@
+"""Sweep targets: host names, IPv4/IPv6 addresses, CIDR ranges, ``host:port``,
+``[v6]:port`` and files of them.
+
+Ranges are expanded lazily and de-duplicated with a set of address
+*intervals*, so memory grows with the number of entries, never with the
+number of hosts a range holds. Pure: no I/O beyond reading target files.
+"""
+
+from __future__ import annotations
+
+import bisect
+import ipaddress
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+from .auth import parse_host_port
+
+DEFAULT_PORT = 445
+DEFAULT_MAX_RANGE = 65536
+"""Largest CIDR range (in addresses) accepted without raising ``max_range``: a /16."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One host to sweep."""
+
+    host: str
+    port: int
+
+    @property
+    def key(self) -> str:
+        """``host:port`` (``[v6]:port``): the identity used for de-duplication and resume."""
+        return record_key(self.host, self.port)
+
+
+def record_key(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class NameSpec(NamedTuple):
+    """A host name (lower-cased), swept as given; resolved when connecting."""
+
+    name: str
+    port: int
+
+
+class RangeSpec(NamedTuple):
+    """Addresses ``first..last`` (integers, inclusive) of one IP version."""
+
+    version: int
+    first: int
+    last: int
+    port: int
+
+    @property
+    def size(self) -> int:
+        return self.last - self.first + 1
+
+
+Spec = NameSpec | RangeSpec
+
+
+class BadEntry(NamedTuple):
+    """A target that could not be used: where it came from, what it said, why."""
+
+    source: str
+    line: int | None
+    text: str
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"{self.source}:{self.line}" if self.line is not None else self.source
+        return f"{where}: {self.text!r}: {self.reason}"
+
+
+_HOSTNAME_RE = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9_-]{1,63}(?<!-))*\.?")
+
+
+def parse_spec(text: str, default_port: int = DEFAULT_PORT, max_range: int = DEFAULT_MAX_RANGE) -> Spec:
+    """One target entry as a ``NameSpec`` or ``RangeSpec``; ``ValueError`` says what is wrong.
+
+    Forms: ``host``, ``host:port``, ``1.2.3.4``, ``1.2.3.4:port``, ``::1``,
+    ``[::1]:port``, ``10.0.0.0/24``, ``10.0.0.0/24:port``, ``fd00::/120``,
+    ``[fd00::/120]:port``. A range leaves out the IPv4 network and broadcast
+    addresses (IPv6: the subnet-router anycast address), as
+    ``ipaddress.ip_network(...).hosts()`` does; ``/31``, ``/32``, ``/127`` and
+    ``/128`` keep every address. Ranges of more than ``max_range`` addresses
+    are refused.
+    """
+    text = text.strip()
+    if not text:
+        raise ValueError("empty target")
+    if "@" in text:
+        raise ValueError("credentials do not belong in a target (use -U)")
+    if "/" in text:
+        return _parse_range(text, default_port, max_range)
+    host, port = parse_host_port(text)
+    port = port or default_port
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        if len(host) > 253 or not _HOSTNAME_RE.fullmatch(host):
+            raise ValueError("not a host name, IP address or CIDR range") from None
+        return NameSpec(host.lower().rstrip("."), port)
+    return RangeSpec(address.version, int(address), int(address), port)
+
+
+def _parse_range(text: str, default_port: int, max_range: int) -> RangeSpec:
+    port_text = ""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ValueError("unclosed '['")
+        net_text, rest = text[1:end], text[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError("unexpected text after ']'")
+            port_text = rest[1:] or "?"
+    elif text.count(":") > 1:
+        net_text = text
+    else:
+        net_text, colon, port_text = text.partition(":")
+        if colon and not port_text:
+            port_text = "?"
+    try:
+        network = ipaddress.ip_network(net_text, strict=False)
+    except ValueError:
+        raise ValueError("not a valid CIDR range") from None
+    port = default_port
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ValueError("the port must be a number from 1 to 65535")
+        port = int(port_text)
+    first, last = int(network.network_address), int(network.broadcast_address)
+    full = network.max_prefixlen
+    if network.version == 4 and network.prefixlen < full - 1:
+        first, last = first + 1, last - 1
+    elif network.version == 6 and network.prefixlen < full - 1:
+        first += 1
+    size = last - first + 1
+    if size > max_range:
+        raise ValueError(
+            f"range {network} has {size:,} addresses, more than the limit of {max_range:,}; "
+            "raise --max-range to sweep it"
+        )
+    return RangeSpec(network.version, first, last, port)
+
+
+class TargetSource:
+    """Targets from the command line and from files, parsed lazily each time ``specs`` runs.
+
+    Files: one entry per line, ``#`` starts a comment, blank lines are ignored.
+    Bad entries are handed to ``on_bad`` (``file:line``) and skipped.
+    """
+
+    def __init__(
+        self,
+        entries: Iterable[str] = (),
+        files: Iterable[str | os.PathLike[str]] = (),
+        *,
+        default_port: int = DEFAULT_PORT,
+        max_range: int = DEFAULT_MAX_RANGE,
+    ) -> None:
+        self.entries = list(entries)
+        self.files = [Path(f) for f in files]
+        self.default_port = default_port
+        self.max_range = max_range
+
+    def check_entries(self) -> list[BadEntry]:
+        """The command-line entries that cannot be parsed (callers treat these as usage errors)."""
+        bad = []
+        for text in self.entries:
+            try:
+                parse_spec(text, self.default_port, self.max_range)
+            except ValueError as exc:
+                bad.append(BadEntry("command line", None, text, str(exc)))
+        return bad
+
+    def specs(self, on_bad: Callable[[BadEntry], None] | None = None) -> Iterator[Spec]:
+        for text in self.entries:
+            try:
+                yield parse_spec(text, self.default_port, self.max_range)
+            except ValueError as exc:
+                if on_bad is not None:
+                    on_bad(BadEntry("command line", None, text, str(exc)))
+        for path in self.files:
+            with open(path, encoding="utf-8", errors="replace") as stream:
+                for number, raw in enumerate(stream, 1):
+                    text = raw.split("#", 1)[0].strip()
+                    if not text:
+                        continue
+                    try:
+                        yield parse_spec(text, self.default_port, self.max_range)
+                    except ValueError as exc:
+                        if on_bad is not None:
+                            on_bad(BadEntry(str(path), number, text, str(exc)))
+
+
+class _Intervals:
+    """Disjoint, merged, sorted integer intervals: the addresses already emitted."""
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+
+    def add_new(self, first: int, last: int) -> list[tuple[int, int]]:
+        """Add ``[first, last]``; return its parts that were not already present."""
+        starts, ends = self._starts, self._ends
+        i = bisect.bisect_right(ends, first - 1)  # first interval that could overlap/touch
+        fresh: list[tuple[int, int]] = []
+        cursor = first
+        j = i
+        while j < len(starts) and starts[j] <= last:
+            if starts[j] > cursor:
+                fresh.append((cursor, starts[j] - 1))
+            cursor = max(cursor, ends[j] + 1)
+            j += 1
+        if cursor <= last:
+            fresh.append((cursor, last))
+        # Merge [first, last] with every interval it overlaps or touches.
+        lo = bisect.bisect_left(ends, first - 1)
+        hi = bisect.bisect_right(starts, last + 1)
+        new_start, new_end = first, last
+        if lo < hi:
+            new_start = min(new_start, starts[lo])
+            new_end = max(new_end, ends[hi - 1])
+        starts[lo:hi] = [new_start]
+        ends[lo:hi] = [new_end]
+        return fresh
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+
+class _Dedup:
+    def __init__(self) -> None:
+        self.names: set[tuple[str, int]] = set()
+        self.ranges: dict[tuple[int, int], _Intervals] = {}
+
+    def fresh_parts(self, spec: RangeSpec) -> list[tuple[int, int]]:
+        intervals = self.ranges.setdefault((spec.version, spec.port), _Intervals())
+        return intervals.add_new(spec.first, spec.last)
+
+
+def expand(specs: Iterable[Spec]) -> Iterator[Target]:
+    """Every target the specs name, in order, each once; lazy (a /16 is never a list)."""
+    seen = _Dedup()
+    for spec in specs:
+        if isinstance(spec, NameSpec):
+            if spec in seen.names:
+                continue
+            seen.names.add((spec.name, spec.port))
+            yield Target(spec.name, spec.port)
+            continue
+        make = ipaddress.IPv4Address if spec.version == 4 else ipaddress.IPv6Address
+        for first, last in seen.fresh_parts(spec):
+            for value in range(first, last + 1):
+                yield Target(str(make(value)), spec.port)
+
+
+def count_targets(specs: Iterable[Spec]) -> int:
+    """How many targets ``expand`` would yield, without generating them."""
+    seen = _Dedup()
+    total = 0
+    for spec in specs:
+        if isinstance(spec, NameSpec):
+            if spec not in seen.names:
+                seen.names.add((spec.name, spec.port))
+                total += 1
+        else:
+            total += sum(last - first + 1 for first, last in seen.fresh_parts(spec))
+    return total
