@@ -148,8 +148,21 @@ def encode_session_array(level: int, entries: Sequence[SessionInfo]) -> bytes:
     """The conformant array of SESSION_INFO_<level> and its deferred strings.
 
     ``entries`` are 502 records; only the fields of ``level`` are written.
-    Built column by column, like the decoder, to keep per-entry work in C.
+    Built column by column, like the decoder, to keep per-entry work in C, and
+    in batches of rows so the intermediate lists stay cache-sized.
     """
+    count = len(entries)
+    heads = [_U32.pack(count)]
+    strings = []
+    for first in range(0, count, _BATCH_ROWS):
+        head, tail = _encode_batch(level, entries[first : first + _BATCH_ROWS], first)
+        heads.append(head)
+        strings.append(tail)
+    return b"".join(heads) + b"".join(strings)
+
+
+def _encode_batch(level: int, entries: Sequence[SessionInfo], first_row: int) -> tuple[bytes, bytes]:
+    """Fixed parts and deferred strings of ``entries``, rows ``first_row`` onwards of the array."""
     fields = LEVELS[level]
     width = len(fields)
     count = len(entries)
@@ -166,7 +179,7 @@ def encode_session_array(level: int, entries: Sequence[SessionInfo]) -> bytes:
         if field.kind == "str":
             strings[string_slots.index(slot) :: len(string_slots)] = column
             # Unique pointers only need a non-zero referent; number them as Windows does.
-            first = _FIRST_REFERENT + 0x100 + 4 * slot
+            first = _FIRST_REFERENT + 0x100 + 4 * (slot + width * first_row)
             referents = range(first, first + 4 * width * count, 4 * width)
             if None in column:
                 column = [0 if value is None else ref for ref, value in zip(referents, column, strict=True)]
@@ -176,12 +189,12 @@ def encode_session_array(level: int, entries: Sequence[SessionInfo]) -> bytes:
             column = [value or 0 for value in column]
         words[slot::width] = column
     try:
-        head = struct.pack(f"<{width * count + 1}I", count, *words)
+        head = struct.pack(f"<{width * count}I", *words)
     except struct.error as exc:
         raise ValueError(f"a numeric session field does not fit in 32 bits: {exc}") from None
     if None in strings:
         strings = [value for value in strings if value is not None]
-    return head + _encode_strings(strings)
+    return head, _encode_strings(strings)
 
 
 def _encode_strings(values: list[str]) -> bytes:
