@@ -50,12 +50,14 @@ def decoys(count: int) -> list[dict[str, Any]]:
 
 
 @contextmanager
-def serve(count: int, port: int) -> Iterator[subprocess.Popen[str]]:
+def serve(count: int, port: int, accounts_lines: tuple[str, ...] = (f"{ADMIN[0]}:{ADMIN[1]}:admin",)
+          ) -> Iterator[subprocess.Popen[str]]:
+    """``smbsessions serve`` in its own process with ``count`` decoys; stopped on exit."""
     with tempfile.TemporaryDirectory(prefix="smbsessions-bench-") as tmp:
         sessions = Path(tmp, "sessions.json")
         sessions.write_text(json.dumps(decoys(count)))
         accounts = Path(tmp, "accounts")
-        accounts.write_text(f"{ADMIN[0]}:{ADMIN[1]}:admin\n")
+        accounts.write_text("".join(line + "\n" for line in accounts_lines))
         exe = Path(sys.executable).parent / "smbsessions"
         proc = subprocess.Popen(
             [str(exe), "serve", "--port", str(port), "--accounts-file", str(accounts),

@@ -28,11 +28,9 @@ import os
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -464,28 +462,6 @@ def run_case(case: Case, host: str, port: int, account: tuple[str, str]) -> Outc
                    [describe(m) for m in replies], time.monotonic() - started)
 
 
-@contextmanager
-def spawned_server(port: int, workdir: Path) -> Iterator[subprocess.Popen[str]]:
-    accounts = workdir / "accounts"
-    accounts.write_text("alice:alicepw:admin\nbob:bobpw\n")
-    exe = Path(sys.executable).parent / "smbsessions"
-    proc = subprocess.Popen([str(exe), "serve", "--port", str(port), "--accounts-file", str(accounts),
-                             "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.startswith("listening on"):
-            raise RuntimeError(f"smbsessions serve did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}")
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
@@ -516,11 +492,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{len(cases) - failures} of {len(cases)} cases passed")
         return 1 if failures else 0
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     if args.port:
         return run_all(args.port, None)
-    with tempfile.TemporaryDirectory(prefix="smbsessions-hostile-") as tmp, \
-            spawned_server(4527, Path(tmp)) as proc:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench.bench_server import serve
+
+    with serve(0, 4527, ("alice:alicepw:admin", "bob:bobpw")) as proc:
         return run_all(4527, proc)
 
 

@@ -521,13 +521,7 @@ class SmbPipe:
         request["flags"] = IOCTLFlags.SMB2_0_IOCTL_IS_FSCTL
         request["buffer"] = bytes(data)
         with self._operation("transceive", timeout):
-            sent = self._connection.send(request, self._session.session_id, self._tree.tree_connect_id)
-            try:
-                header = self._connection.receive(sent)
-                overflow = False
-            except BufferOverflow as exc:
-                header = exc.header
-                overflow = True
+            header, overflow = self._exchange(request)
             reply = SMB2IOCTLResponse()
             reply.unpack(header["data"].get_value())
             output = cast(bytes, reply["buffer"].get_value())
@@ -623,16 +617,22 @@ class SmbPipe:
         request["offset"] = 0
         request["file_id"] = self._handle.file_id
         request["padding"] = b"\x50"
-        sent = self._connection.send(request, self._session.session_id, self._tree.tree_connect_id)
-        try:
-            header = self._connection.receive(sent)
-            more = False
-        except BufferOverflow as exc:
-            header = exc.header
-            more = True
+        header, more = self._exchange(request)
         reply = SMB2ReadResponse()
         reply.unpack(header["data"].get_value())
         return cast(bytes, reply["buffer"].get_value()), more
+
+    def _exchange(self, request: Any) -> tuple[Any, bool]:
+        """Send one request; its reply header, and whether more of the pipe message remains.
+
+        STATUS_BUFFER_OVERFLOW on a pipe is not an error: the reply carries the
+        first part of a message the next reads continue.
+        """
+        sent = self._connection.send(request, self._session.session_id, self._tree.tree_connect_id)
+        try:
+            return self._connection.receive(sent), False
+        except BufferOverflow as exc:
+            return exc.header, True
 
     def _read_rest_of_message(self) -> bytes:
         parts: list[bytes] = []
