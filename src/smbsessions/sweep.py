@@ -183,11 +183,13 @@ def host_record(
 
 def failure_record(target: Target, exc: BaseException, elapsed: float) -> dict[str, Any]:
     found = classify(exc)
+    # A refusal after a level answered (the hunted user not found) still says which level.
+    attempts = exc.attempts if isinstance(exc, NetApiError) else []
     return host_record(
         target,
         found.status,
         elapsed=elapsed,
-        level=None,
+        level=attempts[-1][0] if attempts and found.status in ANSWERED else None,
         error=found.error,
         code=found.code,
         detail=found.detail,

@@ -322,3 +322,27 @@ def test_deadline_bounds_the_sweep(samba_many: SambaServer, fakes: FakeHosts) ->
     assert all("deadline" in hosts[t]["detail"] for t in silent)
     assert {hosts[t]["status"] for t in real} == {"skipped"}
     assert "skipped 10" in err
+
+
+def test_samba_and_our_server_in_one_sweep(samba_many: SambaServer, tmp_path: Path) -> None:
+    """Both real servers appear in one sweep: Samba answers level 1, ours level 502."""
+    from smbsessions.levels import SessionInfo
+
+    from .ourserver import running_server
+
+    decoys = [SessionInfo(f"\\\\10.1.0.{i}", f"decoy{i}", 0, 60, 5, 0, "SMB 3.1.1", "tcp") for i in range(3)]
+    with running_server(tmp_path, bind="127.0.12.1", decoys=decoys) as ours:
+        ours_target = f"127.0.12.1:{ours.port}"
+        code, records, err = sweep(
+            *samba_targets(samba_many, SAMBA_HOSTS[:3]), ours_target,
+            "-U", f"{ALICE.name}%{ALICE.password}", "--user", "decoy1", "--timeout", "5",
+        )
+    hosts = by_key(records)
+    assert code == 0, err
+    mine = hosts[ours_target]
+    assert (mine["status"], mine["level"]) == ("ok", 502)
+    assert [s["user_name"] for s in mine["sessions"]] == ["decoy1"]
+    assert mine["sessions"][0]["client_name"] == "\\\\10.1.0.1"
+    for target in samba_targets(samba_many, SAMBA_HOSTS[:3]):
+        assert (hosts[target]["status"], hosts[target]["level"]) == ("ok-empty", 1)
+    assert ours_target in err  # the summary says where the hunted user was found
