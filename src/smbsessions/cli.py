@@ -63,6 +63,12 @@ HARDENING_HINT = (
 )
 
 
+DELETE_DENIED_HINT = (
+    "hint: disconnecting sessions needs an administrator (on Samba: root or Domain Admins). "
+    "Samba also answers ERROR_ACCESS_DENIED when no session matched the client/user given."
+)
+
+
 class UsageError(Exception):
     """Bad command-line input: exit 2 with the message."""
 
@@ -256,7 +262,12 @@ def cmd_delete(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             raise UsageError("not confirmed")
     with _connect(args) as client:
-        client.delete(args.client, args.user, force_all=args.all)
+        try:
+            client.delete(args.client, args.user, force_all=args.all)
+        except NetApiError as exc:
+            if exc.status == NetApiStatus.ERROR_ACCESS_DENIED:
+                err.write(DELETE_DENIED_HINT + "\n")
+            raise
     out.write(f"deleted: {what}\n")
     return EXIT_OK
 

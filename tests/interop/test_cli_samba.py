@@ -329,6 +329,7 @@ def test_delete_refusals(samba: SambaServer, hold_sessions: HoldSessions) -> Non
     assert plain_user.code == 3 and "ERROR_ACCESS_DENIED" in plain_user.err
     # Samba says ERROR_ACCESS_DENIED, not NERR_ClientNameNotFound, when nothing matches.
     assert no_match.code == 3
+    assert cli.DELETE_DENIED_HINT in no_match.err and cli.DELETE_DENIED_HINT in plain_user.err
     assert "" == plain_user.out == no_match.out == unqualified.out
     assert held.alive(0)
 
