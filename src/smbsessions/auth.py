@@ -162,13 +162,17 @@ def parse_target(spec: str) -> TargetSpec:
 
 
 def parse_host_port(text: str) -> tuple[str, int | None]:
-    """Split ``HOST[:PORT]``, ``[IPv6][:PORT]`` or a bare IPv6 address."""
+    """Split ``HOST[:PORT]``, ``[IPv6][:PORT]`` or a bare IPv6 address.
+
+    Error messages never quote the text: a mistyped ``USER:PASSWORD`` (the
+    ``@HOST`` forgotten) arrives here and must not be echoed.
+    """
     if not text:
         raise ValueError("the host is empty")
     if text.startswith("["):
         end = text.find("]")
         if end < 0:
-            raise ValueError(f"unclosed '[' in host {text!r}")
+            raise ValueError("unclosed '[' in the host")
         host, rest = text[1:end], text[end + 1 :]
         if not host:
             raise ValueError("the host between [ ] is empty")
@@ -176,14 +180,14 @@ def parse_host_port(text: str) -> tuple[str, int | None]:
         if not rest:
             return host, None
         if not rest.startswith(":"):
-            raise ValueError(f"unexpected text after ']' in {text!r}")
+            raise ValueError("unexpected text after ']' in the host")
         return host, _parse_port(rest[1:])
     if text.count(":") > 1:
         _check_ipv6(text)
         return text, None
     host, colon, port_text = text.partition(":")
     if not host:
-        raise ValueError(f"the host is empty in {text!r}")
+        raise ValueError("the host before ':' is empty")
     return host, _parse_port(port_text) if colon else None
 
 
@@ -191,12 +195,12 @@ def _check_ipv6(text: str) -> None:
     try:
         ipaddress.IPv6Address(text)
     except ValueError:
-        raise ValueError(f"{text!r} is not an IPv6 address") from None
+        raise ValueError("a host with several ':' must be an IPv6 address") from None
 
 
 def _parse_port(text: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ValueError(f"the port must be a number from 1 to 65535, not {text!r}")
+        raise ValueError("the port must be a number from 1 to 65535")
     return int(text)
 
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import IO, Any
 
 from . import __version__
-from .auth import Credentials, parse_hashes, parse_target, parse_user_spec, resolve_password
+from .auth import Credentials, TargetSpec, parse_hashes, parse_target, parse_user_spec, resolve_password
 from .client import SessionClient
 from .levels import FALLBACK_ORDER, MAX_PREFERRED_LENGTH, VALID_LEVELS
 from .output import FORMATS, write_sessions
@@ -204,11 +204,22 @@ def credentials_from_args(args: argparse.Namespace, from_target: Credentials | N
         raise UsageError(str(exc)) from None
 
 
-def _connect(args: argparse.Namespace) -> SessionClient:
+def _parse_target(args: argparse.Namespace) -> TargetSpec:
     try:
-        target = parse_target(args.target)
+        return parse_target(args.target)
     except ValueError as exc:
         raise UsageError(f"bad target: {exc}") from None
+
+
+def _target_host(args: argparse.Namespace) -> str:
+    """HOST[:PORT] for messages: never the USER:PASSWORD@ part of the target."""
+    target = _parse_target(args)
+    port = args.port or target.port or DEFAULT_PORT
+    return f"[{target.host}]:{port}" if ":" in target.host else f"{target.host}:{port}"
+
+
+def _connect(args: argparse.Namespace) -> SessionClient:
+    target = _parse_target(args)
     credentials = credentials_from_args(args, target.credentials)
     port = args.port or target.port or DEFAULT_PORT
     log.info("connecting to %s port %d as %s", target.host, port, credentials)
@@ -257,7 +268,7 @@ def cmd_delete(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     if not args.yes:
         if not sys.stdin.isatty():
             raise UsageError("refusing to delete without --yes when not on a terminal")
-        err.write(f"Disconnect {what} on {args.target}? [y/N] ")
+        err.write(f"Disconnect {what} on {_target_host(args)}? [y/N] ")
         err.flush()
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             raise UsageError("not confirmed")
@@ -330,11 +341,11 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[
             args.targets.extend(extra)
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2),
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-        stream=err,
-    )
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        stream=err)
+    # -v raises our own logger only: pyspnego logs whole NTLM exchanges at DEBUG
+    # (crackable offline), and smbprotocol its messages.
+    logging.getLogger("smbsessions").setLevel(logging.WARNING - 10 * min(args.verbose, 2))
     try:
         return int(args.handler(args, out, err))
     except KeyboardInterrupt:

@@ -18,6 +18,7 @@ Interop realities handled here (SPEC.md section 5):
 from __future__ import annotations
 
 import ipaddress
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,13 @@ from .transport import SmbPipe
 MAX_PAGES = 100_000
 MAX_RESPONSE_BYTES = 256 << 20
 _FALLBACK_STATUSES = (NetApiStatus.ERROR_INVALID_LEVEL, NetApiStatus.ERROR_ACCESS_DENIED)
+# NTSTATUS a server answers with when it has just torn our session down.
+_CONNECTION_GONE = frozenset({
+    0xC000014B,  # STATUS_PIPE_BROKEN
+    0xC00000B0,  # STATUS_PIPE_DISCONNECTED
+    0xC0000203,  # STATUS_USER_SESSION_DELETED
+    0xC00000C9,  # STATUS_NETWORK_NAME_DELETED
+})
 _NOT_FOUND_STATUSES = (NetApiStatus.NERR_UserNotFound, NetApiStatus.NERR_ClientNameNotFound)
 
 
@@ -166,7 +174,10 @@ class SessionClient:
         if self._aborted:
             raise HostTimeoutError(f"{self.host}:{self.port}: aborted")
         if self._pipe is not None:
-            return self
+            if not self._pipe.closed:
+                return self
+            self._pipe = None  # the connection was lost: start over
+        self._rpc = RpcClientConnection(max_xmit_frag=DEFAULT_MAX_FRAG, max_recv_frag=MAX_FRAG)
         pipe = SmbPipe.open(
             self.host,
             self.port,
@@ -214,26 +225,36 @@ class SessionClient:
         return None if self._pipe is None else self._pipe.dialect_name
 
     def _call(self, opnum: int, stub: bytes) -> bytes:
-        """One DCE/RPC call: request fragments out, the reassembled response stub back."""
+        """One DCE/RPC call: request fragments out, the reassembled response stub back.
+
+        The whole call, however many fragments the server sends, must finish
+        within ``timeout``: a server trickling fragments cannot hold it longer.
+        """
         pipe = self.open()._pipe
         assert pipe is not None
+        deadline = time.monotonic() + self.timeout
+
+        def remaining() -> float:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise HostTimeoutError(
+                    f"{self.host}:{self.port}: no complete answer within {self.timeout:g} s"
+                )
+            return left
+
         fragments = self._rpc.request(opnum, stub)
         for fragment in fragments[:-1]:
-            pipe.write(fragment)
+            pipe.write(fragment, timeout=remaining())
         stream = PduStream()
-        data = pipe.transceive(fragments[-1], MAX_FRAG)
-        received = len(data)
+        data = pipe.transceive(fragments[-1], MAX_FRAG, timeout=remaining())
         while True:
             for pdu in stream.feed(data):
                 answer = self._rpc.receive(pdu, MAX_RESPONSE_BYTES)
                 if answer is not None:
                     return answer
-            if received > MAX_RESPONSE_BYTES:
-                raise ProtocolError(f"response exceeds {MAX_RESPONSE_BYTES} bytes")
-            data = pipe.read(MAX_FRAG)
+            data = pipe.read(MAX_FRAG, timeout=remaining())
             if not data:
                 raise ProtocolError("the server ended the response without its last fragment")
-            received += len(data)
 
     # ---- NetrSessionEnum
 
@@ -391,8 +412,12 @@ class SessionClient:
         )
         try:
             status = decode_del_response(self._call(OPNUM_NETR_SESSION_DEL, encode_del_request(request)))
-        except TransportError:
-            if self._covers_self(client, user):
+        except TransportError as exc:
+            pipe = self._pipe
+            connection_gone = not isinstance(exc, HostTimeoutError) and (
+                (pipe is not None and pipe.closed) or exc.ntstatus in _CONNECTION_GONE
+            )
+            if connection_gone and self._covers_self(client, user):
                 self.close()
                 return
             raise

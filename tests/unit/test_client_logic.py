@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import struct
+import time
 from collections.abc import Callable
 
 import pytest
 
 from smbsessions.auth import Credentials
 from smbsessions.client import SessionClient, normalize_client_name
-from smbsessions.dcerpc import RpcServerConnection
+from smbsessions.dcerpc import HEADER, PFC_FIRST_FRAG, PType, RpcServerConnection
 from smbsessions.levels import SessionInfo
 from smbsessions.ndr import EnumResponse, decode_enum_request, encode_enum_response
 from smbsessions.rules import SessionInfoPolicy
 from smbsessions.server.srvsvc import SrvsvcEndpoint
 from smbsessions.server.types import CallerInfo
-from smbsessions.status import NetApiError, NetApiStatus, ProtocolError
+from smbsessions.status import HostTimeoutError, NetApiError, NetApiStatus, ProtocolError
 
 from .test_srvsvc_endpoint import SESSIONS, FakeControl
 
@@ -29,15 +31,15 @@ class EndpointPipe:
         self.endpoint = endpoint
         self.closed = False
 
-    def transceive(self, data: bytes, max_output: int = 65536) -> bytes:
+    def transceive(self, data: bytes, max_output: int = 65536, *, timeout: float | None = None) -> bytes:
         self.endpoint.write(data)
         return self.read(max_output)
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes, *, timeout: float | None = None) -> int:
         self.endpoint.write(data)
         return len(data)
 
-    def read(self, max_len: int = 65536) -> bytes:
+    def read(self, max_len: int = 65536, *, timeout: float | None = None) -> bytes:
         parts = []
         while True:
             chunk, more = self.endpoint.read(max_len)
@@ -191,3 +193,58 @@ def test_raw_client_name_is_kept() -> None:
     assert session.client_name == "\\\\[::1]"
     assert session.raw_client_name == "::1"
     assert session.to_dict()["client_name_raw"] == "::1"
+
+
+class TricklingPipe:
+    """A server that answers a call with response fragments that never include the last one."""
+
+    closed = False
+    local_address = ("127.0.0.9", 50000)
+
+    def __init__(self) -> None:
+        self.server = RpcServerConnection()
+        self.call_id = 0
+        self.fragments = 0
+
+    def transceive(self, data: bytes, max_output: int = 65536, *, timeout: float | None = None) -> bytes:
+        calls = self.server.receive_data(data)
+        if not calls:
+            return self.server.next_pdu() or b""  # the bind_ack
+        self.call_id = calls[0].call_id
+        return self._fragment()
+
+    def read(self, max_len: int = 65536, *, timeout: float | None = None) -> bytes:
+        time.sleep(0.05)
+        return self._fragment()
+
+    def _fragment(self) -> bytes:
+        flags = PFC_FIRST_FRAG if self.fragments == 0 else 0
+        self.fragments += 1
+        body = struct.pack("<IHBB", 8, 0, 0, 0) + bytes(8)
+        return HEADER.pack(5, 0, PType.RESPONSE, flags, 0x10, HEADER.size + len(body), 0, self.call_id) + body
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_trickling_server_cannot_hold_a_call_past_the_timeout() -> None:
+    client = SessionClient("test", 445, credentials=Credentials(username="alice", password="x"), timeout=0.5)
+    pipe = TricklingPipe()
+    client._pipe = pipe  # type: ignore[assignment]
+    client._rpc.receive_bind_ack(pipe.transceive(client._rpc.bind()))
+    started = time.monotonic()
+    with pytest.raises(HostTimeoutError):
+        client.enum_page(0)
+    assert time.monotonic() - started < 5  # bounded by the call's deadline, not per read
+    assert pipe.fragments > 2
+
+
+def test_delete_does_not_claim_success_on_a_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = our_server()
+
+    def timeout(*args: object, **kwargs: object) -> bytes:
+        raise HostTimeoutError("no reply")
+
+    monkeypatch.setattr(client, "_call", timeout)
+    with pytest.raises(HostTimeoutError):
+        client.delete(user="alice")
