@@ -18,6 +18,7 @@ Interop realities handled here (SPEC.md section 5):
 from __future__ import annotations
 
 import ipaddress
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ from .ndr import (
 from .rules import not_found_status, session_matches
 from .status import HostTimeoutError, NetApiError, NetApiStatus, ProtocolError, TransportError
 from .transport import SmbPipe
+
+log = logging.getLogger("smbsessions.client")
 
 # A server may not make us page forever or buffer without bound.
 MAX_PAGES = 100_000
@@ -192,6 +195,9 @@ class SessionClient:
             pipe.close()
             raise
         self._pipe = pipe
+        log.debug("%s:%d: %s, signing %s, encryption %s; srvsvc bound (fragments up to %d bytes)",
+                  self.host, self.port, pipe.dialect_name, pipe.signing, pipe.encryption,
+                  self._rpc.max_xmit_frag)
         if self._aborted:  # abort() ran while we were connecting
             self.close()
             raise HostTimeoutError(f"{self.host}:{self.port}: aborted")
@@ -276,6 +282,11 @@ class SessionClient:
             resume_handle=resume_handle,
         )
         response = decode_enum_response(self._call(OPNUM_NETR_SESSION_ENUM, encode_enum_request(request)))
+        log.debug("NetrSessionEnum level %d client=%r user=%r max=%d resume=%s -> %s, %s entries, total %d,"
+                  " resume %s", level, request.client_name, request.user_name, max_length, resume_handle,
+                  NetApiError(response.status).name if response.status else "NERR_Success",
+                  "no" if response.entries is None else len(response.entries), response.total_entries,
+                  response.resume_handle)
         if response.level != level:
             raise ProtocolError(f"asked for level {level}, the server answered level {response.level}")
         return response

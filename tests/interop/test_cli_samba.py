@@ -408,7 +408,7 @@ def test_password_from_environment_never_printed(secret_alice: SambaServer, hold
     }
     records = parse("jsonl", runs["env"].stdout)
     assert {(unc(a), "bob") for a in addresses(67, 2)} <= {client_user("jsonl", r) for r in records}
-    assert len(runs["env"].stderr.splitlines()) > 20  # -vv really logged the exchange
+    assert "NetrSessionEnum level 1" in runs["env"].stderr  # -vv really logged the exchange
     for name, run in runs.items():
         everything = run.stdout + run.stderr
         for secret in (SECRET, secret_hash, secret_hash.upper(), SECRET.encode("utf-16-le").hex()):
