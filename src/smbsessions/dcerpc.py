@@ -19,7 +19,7 @@ from __future__ import annotations
 import struct
 import uuid
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -52,7 +52,6 @@ RESULT_NEGOTIATE_ACK = 3
 REASON_NOT_SPECIFIED = 0
 REASON_ABSTRACT_SYNTAX_NOT_SUPPORTED = 1
 REASON_TRANSFER_SYNTAXES_NOT_SUPPORTED = 2
-BIND_NAK_PROTOCOL_VERSION_NOT_SUPPORTED = 4
 
 HEADER = struct.Struct("<BBBBIHHI")
 HEADER_SIZE = HEADER.size  # 16
@@ -71,6 +70,10 @@ _RESULT = struct.Struct("<HH")
 MAX_FRAG = 0xFFFF
 MAX_REQUEST_STUB = 1 << 20
 DEFAULT_MAX_FRAG = 4280  # what Windows and Samba negotiate on ncacn_np
+MIN_FRAG = 1432  # C706 / MS-RPCE: no fragment size below this may be negotiated
+# A client that keeps writing without reading the answers gets cut off once
+# this much output waits for it.
+MAX_QUEUED_BYTES = 32 << 20
 
 
 @dataclass(frozen=True)
@@ -403,8 +406,10 @@ class RpcClientConnection:
         if not ack.results or ack.results[0].result != RESULT_ACCEPTANCE:
             reason = ack.results[0].reason if ack.results else -1
             raise ProtocolError(f"the server rejected the srvsvc presentation context (reason {reason})")
-        if ack.max_xmit_frag < 64:
-            raise ProtocolError(f"server max_xmit_frag {ack.max_xmit_frag} is unusable")
+        if ack.max_recv_frag < HEADER_SIZE + 16 or ack.max_xmit_frag < HEADER_SIZE + 16:
+            raise ProtocolError(
+                f"server fragment sizes {ack.max_xmit_frag}/{ack.max_recv_frag} leave no room for data"
+            )
         # The server's max_recv bounds what we send; its max_xmit what it sends us.
         self.max_xmit_frag = min(self.max_xmit_frag, ack.max_recv_frag)
         self.bound = True
@@ -495,14 +500,19 @@ class RpcServerConnection:
         self.xmit_frag = max_frag
         self._stream = PduStream()
         self._outgoing: deque[bytes] = deque()
+        self._queued_bytes = 0
         self._request: _PendingRequest | None = None
         self._refused_call: int | None = None
+        self._bound = False
         self.broken = False
 
     # ---- incoming
 
     def receive_data(self, data: bytes) -> list[Call]:
         if self.broken:
+            return []
+        if self._queued_bytes > MAX_QUEUED_BYTES:
+            self._break()
             return []
         try:
             pdus = self._stream.feed(data)
@@ -519,7 +529,7 @@ class RpcServerConnection:
     def _break(self) -> None:
         # The byte stream is unsalvageable: tell the client once, then go quiet.
         self.broken = True
-        self._outgoing.append(fault_pdu(0, RpcFaultStatus.nca_s_proto_error))
+        self._queue(fault_pdu(0, RpcFaultStatus.nca_s_proto_error))
 
     def _handle(self, pdu: Pdu) -> Call | None:
         if pdu.ptype in (PType.BIND, PType.ALTER_CONTEXT):
@@ -528,62 +538,64 @@ class RpcServerConnection:
         if pdu.ptype != PType.REQUEST:
             # auth3, cancel, orphaned, shutdown and stray server PDUs need no answer.
             return None
-        if pdu.auth_length:
-            self._outgoing.append(fault_pdu(pdu.call_id, RpcFaultStatus.nca_s_proto_error))
-            return None
-        try:
-            request = decode_request(pdu)
-        except ProtocolError:
-            self._outgoing.append(fault_pdu(pdu.call_id, RpcFaultStatus.nca_s_proto_error))
-            return None
         if pdu.call_id == self._refused_call:
             # Later fragments of a call already answered with a fault: drop them quietly.
             if pdu.last:
                 self._refused_call = None
             return None
+        if pdu.auth_length:
+            self._refuse(pdu, RpcFaultStatus.nca_s_proto_error)
+            return None
+        try:
+            request = decode_request(pdu)
+        except ProtocolError:
+            self._refuse(pdu, RpcFaultStatus.nca_s_proto_error)
+            return None
         if pdu.first:
             if request.context_id not in self.contexts:
-                self._outgoing.append(
-                    fault_pdu(pdu.call_id, RpcFaultStatus.nca_s_unk_if, request.context_id)
-                )
-                self._request = None
+                self._refuse(pdu, RpcFaultStatus.nca_s_unk_if, request.context_id)
                 return None
             self._request = _PendingRequest(pdu.call_id, request.context_id, request.opnum)
         pending = self._request
         if pending is None or pending.call_id != pdu.call_id:
-            self._outgoing.append(fault_pdu(pdu.call_id, RpcFaultStatus.nca_s_proto_error))
-            self._request = None
+            self._refuse(pdu, RpcFaultStatus.nca_s_proto_error)
             return None
         pending.parts.append(request.stub)
         pending.size += len(request.stub)
         if pending.size > MAX_REQUEST_STUB:
-            self._outgoing.append(fault_pdu(pdu.call_id, RpcFaultStatus.nca_s_proto_error))
-            self._request = None
-            self._refused_call = None if pdu.last else pdu.call_id
+            self._refuse(pdu, RpcFaultStatus.nca_s_proto_error)
             return None
         if not pdu.last:
             return None
         self._request = None
         return Call(pending.call_id, pending.context_id, pending.opnum, b"".join(pending.parts))
 
+    def _refuse(self, pdu: Pdu, status: int, context_id: int = 0) -> None:
+        """Fault the call ``pdu`` belongs to, once: its later fragments are dropped quietly."""
+        self._queue(fault_pdu(pdu.call_id, status, context_id))
+        self._request = None
+        self._refused_call = None if pdu.last else pdu.call_id
+
     def _answer_bind(self, pdu: Pdu) -> None:
         reply_type = PType.BIND_ACK if pdu.ptype == PType.BIND else PType.ALTER_CONTEXT_RESP
         try:
             bind = decode_bind(pdu.body)
         except ProtocolError:
-            self._outgoing.append(self._bind_nak(pdu.call_id, REASON_NOT_SPECIFIED))
+            self._queue(self._bind_nak(pdu.call_id, REASON_NOT_SPECIFIED))
             return
-        if pdu.auth_length:
-            # We do not speak RPC-level authentication on a pipe the SMB session protects.
-            self._outgoing.append(self._bind_nak(pdu.call_id, REASON_NOT_SPECIFIED))
+        # No RPC-level authentication on a pipe the SMB session protects, and one
+        # BIND per association (more contexts come with ALTER_CONTEXT).
+        if pdu.auth_length or (pdu.ptype == PType.BIND and self._bound):
+            self._queue(self._bind_nak(pdu.call_id, REASON_NOT_SPECIFIED))
             return
         if pdu.ptype == PType.BIND:
-            self.xmit_frag = max(HEADER_SIZE + 32, min(self.max_frag, bind.max_recv_frag))
+            self._bound = True
+            # A client may not ask for less than MIN_FRAG; we never send more than max_frag.
+            self.xmit_frag = min(self.max_frag, max(MIN_FRAG, bind.max_recv_frag))
         results = [self._negotiate(ctx) for ctx in bind.contexts]
         ack = BindAck(self.xmit_frag, self.max_frag, self.assoc_group,
                       self.secondary_address if reply_type == PType.BIND_ACK else "", tuple(results))
-        self._outgoing.append(_pdu(reply_type, PFC_FIRST_FRAG | PFC_LAST_FRAG, pdu.call_id,
-                                   encode_bind_ack(ack)))
+        self._queue(_pdu(reply_type, PFC_FIRST_FRAG | PFC_LAST_FRAG, pdu.call_id, encode_bind_ack(ack)))
 
     def _negotiate(self, ctx: ContextElement) -> ContextResult:
         if any(t.uuid.bytes_le[:8] == _BIND_TIME_FEATURE_PREFIX for t in ctx.transfer):
@@ -606,29 +618,21 @@ class RpcServerConnection:
 
     def respond(self, call: Call, stub: bytes) -> None:
         """Queue the response to ``call``, fragmented to the negotiated size."""
-        self._outgoing.extend(
-            fragment(PType.RESPONSE, call.call_id, call.context_id, stub, self.xmit_frag)
-        )
+        for pdu in fragment(PType.RESPONSE, call.call_id, call.context_id, stub, self.xmit_frag):
+            self._queue(pdu)
 
     def fault(self, call: Call, status: int) -> None:
         """Queue a fault PDU answering ``call``."""
-        self._outgoing.append(fault_pdu(call.call_id, status, call.context_id))
+        self._queue(fault_pdu(call.call_id, status, call.context_id))
+
+    def _queue(self, pdu: bytes) -> None:
+        self._outgoing.append(pdu)
+        self._queued_bytes += len(pdu)
 
     def next_pdu(self) -> bytes | None:
         """The next whole PDU to hand to the client, or None."""
-        return self._outgoing.popleft() if self._outgoing else None
-
-    @property
-    def has_output(self) -> bool:
-        return bool(self._outgoing)
-
-
-def iter_pdus(chunks: Iterable[bytes]) -> list[Pdu]:
-    """Parse PDUs from chunks that may split or join PDUs arbitrarily."""
-    stream = PduStream()
-    pdus: list[Pdu] = []
-    for chunk in chunks:
-        pdus.extend(stream.feed(chunk))
-    if stream.pending:
-        raise ProtocolError(f"{stream.pending} bytes of an incomplete PDU at the end")
-    return pdus
+        if not self._outgoing:
+            return None
+        pdu = self._outgoing.popleft()
+        self._queued_bytes -= len(pdu)
+        return pdu

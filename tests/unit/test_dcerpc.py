@@ -38,6 +38,17 @@ def bind_pdu(contexts: tuple[ContextElement, ...], call_id: int = 1, max_recv: i
     return dcerpc._pdu(ptype, dcerpc.PFC_FIRST_FRAG | dcerpc.PFC_LAST_FRAG, call_id, body)
 
 
+def iter_pdus(chunks: list[bytes]) -> list[dcerpc.Pdu]:
+    """Parse PDUs from chunks that may split or join PDUs arbitrarily."""
+    stream = dcerpc.PduStream()
+    pdus: list[dcerpc.Pdu] = []
+    for chunk in chunks:
+        pdus.extend(stream.feed(chunk))
+    if stream.pending:
+        raise ProtocolError(f"{stream.pending} bytes of an incomplete PDU at the end")
+    return pdus
+
+
 def bound_pair(max_frag: int = 4280) -> tuple[RpcClientConnection, RpcServerConnection]:
     client = RpcClientConnection(max_xmit_frag=max_frag, max_recv_frag=max_frag)
     server = RpcServerConnection(max_frag=max_frag)
@@ -103,7 +114,7 @@ def test_pdu_stream_any_chunking(sizes: list[int], cuts: list[int]) -> None:
         chunks.append(data[at : at + cut])
         at += cut
     chunks.append(data[at:])
-    parsed = dcerpc.iter_pdus(chunks)
+    parsed = iter_pdus(chunks)
     assert [p.call_id for p in parsed] == [i + 1 for i in range(len(sizes))]
     assert [len(dcerpc.decode_response(p).stub) for p in parsed] == sizes
 
@@ -117,7 +128,7 @@ def test_pdu_stream_holds_partial_and_rejects_impossible_length() -> None:
     with pytest.raises(ProtocolError, match="frag_length"):
         PduStream().feed(b"\x05\0\x02\x03\x10\0\0\0\x08\0\0\0\0\0\0\0")
     with pytest.raises(ProtocolError, match="incomplete"):
-        dcerpc.iter_pdus([pdu[:-1]])
+        iter_pdus([pdu[:-1]])
 
 
 @pytest.mark.parametrize("max_frag", [56, 64, 100, 1024, 4280, 5840, 0xFFFF, 0x20000])
@@ -555,3 +566,41 @@ def test_impacket_ndr64_bind_rejected() -> None:
     assert raw is not None
     item = rpcrt.MSRPCBindAck(raw).getCtxItems()[0]
     assert (item["Result"], item["Reason"]) == (2, 2)
+
+
+def test_a_second_bind_on_a_bound_association_is_refused() -> None:
+    _, server = bound_pair()
+    server.receive_data(RpcClientConnection().bind())
+    (reply,) = drain(server)
+    assert dcerpc.parse_pdu(reply).ptype == PType.BIND_NAK
+
+
+def test_a_refused_multi_fragment_call_gets_exactly_one_fault() -> None:
+    client, server = bound_pair(100)
+    pdus = client.request(12, bytes(400))
+    assert len(pdus) > 2
+    # Rewrite the context id of every fragment to one never negotiated.
+    forged = [p[:20] + b"\x07\x00" + p[22:] for p in pdus]
+    for pdu in forged:
+        assert server.receive_data(pdu) == []
+    replies = drain(server)
+    assert len(replies) == 1
+    assert dcerpc.decode_fault(dcerpc.parse_pdu(replies[0])).status == RpcFaultStatus.nca_s_unk_if
+
+
+def test_a_client_that_never_reads_is_cut_off() -> None:
+    client, server = bound_pair(0xFFFF)
+    big = bytes(60_000)
+    for _ in range(dcerpc.MAX_QUEUED_BYTES // 60_000 + 10):
+        for call in server.receive_data(b"".join(client.request(12, b"x"))):
+            server.respond(call, big)
+    assert server.broken
+    assert server.receive_data(b"".join(client.request(12, b"x"))) == []
+
+
+def test_fragment_size_below_the_minimum_is_raised_to_it() -> None:
+    client = RpcClientConnection(max_recv_frag=64)
+    server = RpcServerConnection(max_frag=dcerpc.MAX_FRAG)
+    server.receive_data(client.bind())
+    server.next_pdu()
+    assert server.xmit_frag == dcerpc.MIN_FRAG
