@@ -449,7 +449,9 @@ def run_case(case: Case, host: str, port: int, account: tuple[str, str]) -> Outc
         try:
             pipe.conn.listPath("IPC$", "*")
         except Exception as exc:
-            if "STATUS_NOT_SUPPORTED" not in str(exc) and "STATUS_NO_SUCH_FILE" not in str(exc):
+            # Any SMB-level refusal proves the session is still served (IPC$ holds no files).
+            if not any(status in str(exc) for status in
+                       ("STATUS_NOT_SUPPORTED", "STATUS_NO_SUCH_FILE", "STATUS_OBJECT_NAME_NOT_FOUND")):
                 problems.append(f"SMB session unusable after the case: {exc}")
         # While the hostile pipe is still open, others enumerate normally ...
         # (the hostile and the enumerating connections both come from 127.0.0.1).
