@@ -398,11 +398,18 @@ class HostRunner:
         self._jobs.put(target)
 
     def close(self) -> None:
-        """Stop every thread once its current host is done (or abandoned); does not wait."""
+        """Stop every thread once its current host is done (or abandoned); does not wait.
+
+        Targets still queued are dropped unprobed (no record): after an
+        interrupt nothing more may be contacted, and ``--resume`` finds them.
+        """
         with self._lock:
             self._closing = True
             count = len(self._threads)
             self._wake.notify_all()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._jobs.get_nowait()
         for _ in range(count):
             self._jobs.put(None)
 
@@ -422,7 +429,9 @@ class HostRunner:
             self._run_one(target, ident)
             with self._lock:
                 if ident in self._retire:
+                    # The watchdog gave this thread's host up and started a replacement.
                     self._retire.discard(ident)
+                    self._threads.remove(threading.current_thread())
                     return
 
     def _run_one(self, target: Target, ident: int) -> None:
