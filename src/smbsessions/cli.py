@@ -27,7 +27,7 @@ from typing import IO, Any
 from . import __version__
 from .auth import Credentials, TargetSpec, parse_hashes, parse_target, parse_user_spec, resolve_password
 from .client import SessionClient
-from .levels import FALLBACK_ORDER, MAX_PREFERRED_LENGTH, VALID_LEVELS
+from .levels import FALLBACK_ORDER, MAX_PREFERRED_LENGTH, U32_MAX, check_level
 from .output import FORMATS, write_sessions
 from .status import (
     AuthenticationError,
@@ -88,24 +88,57 @@ def add_auth_arguments(
     group.add_argument("-k", "--kerberos", action="store_true",
                        help="Kerberos (ticket cache from KRB5CCNAME; needs the 'kerberos' extra)")
     group.add_argument("--anonymous", action="store_true", help="null session (no credentials)")
-    group.add_argument("--timeout", type=float, default=10.0, metavar="S", help=timeout_help)
+    group.add_argument("--timeout", type=positive_seconds, default=10.0, metavar="S", help=timeout_help)
     group.add_argument("--encrypt", action="store_true", help="require SMB 3 encryption")
 
 
-def _level(text: str) -> int:
+def _integer(text: str) -> int:
     try:
-        value = int(text)
+        return int(text, 0)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value not in VALID_LEVELS:
-        raise argparse.ArgumentTypeError(f"level must be one of {', '.join(map(str, VALID_LEVELS))}")
+
+
+def level_number(text: str) -> int:
+    """argparse type: one of the five levels."""
+    value = _integer(text)
+    try:
+        check_level(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, 1-65535."""
+    value = _integer(text)
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError("a port is a number from 1 to 65535")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type: a positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return value
+
+
+def _u32(text: str) -> int:
+    value = _integer(text)
+    if not 0 <= value <= U32_MAX:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {U32_MAX}")
     return value
 
 
 def _add_target(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="HOST[:PORT]",
                         help="server; impacket-style [[DOMAIN/]USER[:PASSWORD]@]HOST[:PORT] also works")
-    parser.add_argument("--port", type=int, help=f"SMB port (default {DEFAULT_PORT})")
+    parser.add_argument("--port", type=port_number, help=f"SMB port (default {DEFAULT_PORT})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,11 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     enum = commands.add_parser("enum", help="list the sessions on a server (NetSessionEnum)")
     _add_target(enum)
     add_auth_arguments(enum)
-    enum.add_argument("--level", type=_level,
+    enum.add_argument("--level", type=level_number,
                       help="0, 1, 2, 10 or 502 (default: the richest the server allows)")
     enum.add_argument("--client", metavar="NAME", help="only sessions from this client (\\\\NAME or IP)")
     enum.add_argument("--user", metavar="NAME", help="only sessions of this user")
-    enum.add_argument("--max-length", type=int, default=MAX_PREFERRED_LENGTH, metavar="BYTES",
+    enum.add_argument("--max-length", type=_u32, default=MAX_PREFERRED_LENGTH, metavar="BYTES",
                       help="PreferedMaximumLength per call (paging is automatic)")
     enum.add_argument("--format", choices=FORMATS, default="table")
     enum.set_defaults(handler=cmd_enum)
@@ -137,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_auth_arguments(get)
     get.add_argument("--client", metavar="NAME", required=True)
     get.add_argument("--user", metavar="NAME", required=True)
-    get.add_argument("--level", type=_level)
+    get.add_argument("--level", type=level_number)
     get.add_argument("--format", choices=FORMATS, default="table")
     get.set_defaults(handler=cmd_get)
 

@@ -19,7 +19,14 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import IO, Any
 
-from .cli import UsageError, _level, add_auth_arguments, credentials_from_args
+from .cli import (
+    UsageError,
+    add_auth_arguments,
+    credentials_from_args,
+    level_number,
+    port_number,
+    positive_seconds,
+)
 from .output import RecordWriter
 from .sweep import (
     ANSWERED,
@@ -90,7 +97,7 @@ def add_parser(commands: Any) -> None:
                         help="HOST, HOST:PORT, IPv4, IPv6, [IPv6]:PORT, CIDR (10.0.0.0/24[:PORT])")
     parser.add_argument("-f", "--targets-file", action="append", default=[], metavar="FILE",
                         help="file of targets, one per line (# comments); may be repeated")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT,
                         help=f"port for targets that name none (default {DEFAULT_PORT})")
     parser.add_argument("--max-range", type=int, default=DEFAULT_MAX_RANGE, metavar="N",
                         help="refuse CIDR ranges of more than N addresses "
@@ -98,7 +105,8 @@ def add_parser(commands: Any) -> None:
     add_auth_arguments(
         parser, timeout_help="seconds one host may take in all (connect, logon, every call; default 10)"
     )
-    parser.add_argument("--level", type=_level, help="0, 1, 2, 10 or 502 (default: the richest allowed)")
+    parser.add_argument("--level", type=level_number,
+                        help="0, 1, 2, 10 or 502 (default: the richest allowed)")
     parser.add_argument("--user", metavar="NAME", help="hunt: only sessions of this user")
     parser.add_argument("--client", metavar="NAME", help="only sessions from this client")
     parser.add_argument("--concurrency", type=int, default=64, metavar="N",
@@ -106,7 +114,7 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--processes", type=int, default=None, metavar="N",
                         help="worker processes sharing the concurrency (default: one per CPU; "
                              "1 = threads in this process)")
-    parser.add_argument("--deadline", type=float, metavar="S",
+    parser.add_argument("--deadline", type=positive_seconds, metavar="S",
                         help="end the whole sweep after S seconds (running hosts: timeout, "
                              "the rest: skipped)")
     parser.add_argument("--format", choices=SWEEP_FORMATS, default="jsonl")

@@ -63,6 +63,7 @@ def read_accounts_file(path: Path) -> list[str]:
 
 
 def run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from smbsessions.server.accounts import parse_account
     from smbsessions.server.decoys import SessionsFileError, load_sessions_file
     from smbsessions.server.engine import build_server
     from smbsessions.server.srvsvc import srvsvc_factory
@@ -70,10 +71,20 @@ def run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     if not args.quiet:
         logging.getLogger("smbsessions").setLevel(logging.INFO)
     policy = SessionInfoPolicy(args.session_info)
+    specs = list(args.account)
+    if args.accounts_file:
+        try:
+            specs += read_accounts_file(args.accounts_file)
+        except OSError as exc:
+            # strerror only: never echo the file's contents (passwords).
+            err.write(f"smbsessions serve: cannot read accounts file {args.accounts_file}: "
+                      f"{exc.strerror or type(exc).__name__}\n")
+            return EXIT_USAGE
+        except UnicodeDecodeError:
+            err.write(f"smbsessions serve: accounts file {args.accounts_file} is not UTF-8 text\n")
+            return EXIT_USAGE
     try:
-        accounts = list(args.account)
-        if args.accounts_file:
-            accounts += read_accounts_file(args.accounts_file)
+        accounts = [parse_account(spec) for spec in specs]
         decoys = load_sessions_file(args.sessions_file) if args.sessions_file else []
         server = build_server(
             args.bind, args.port, accounts=accounts, shares=args.share, domain=args.domain,
@@ -96,7 +107,7 @@ def run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     host, port = server.address
-    admins = sum(1 for spec in accounts if spec.endswith(":admin"))
+    admins = sum(1 for account in accounts if account.admin)
     log.info("serving SMB on %s port %d: %d account(s) (%d admin), %d share(s), %d decoy session(s), "
              "session info for %s", host, port, len(accounts), admins, len(args.share), len(decoys),
              policy.value)

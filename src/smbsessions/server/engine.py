@@ -15,6 +15,17 @@ Transport name (sesi502_transport): ``tcp:<server address>:<port>``, the local
 end of the TCP connection the session arrived on (``tcp:[::1]:4455``).
 Client type (sesi502_cltype_name): the negotiated dialect, ``SMB 2.0.2`` or
 ``NT LM 0.12``.
+
+Hardening around impacket (each a gap found in impacket's own server):
+
+* IPC$ is backed by an empty private directory and opens other than srvsvc
+  are refused there (impacket would serve a directory as IPC$);
+* SMB2 compound chains are checked before impacket sees them: impacket checks
+  authentication for the first command only (``_check_compound``);
+* null sessions reach only IPC$ when accounts are configured, as on Windows;
+* LOGOFF and a new SESSION_SETUP end the old session's trees and opens;
+* frames have a size cap, a receive deadline and (before logon) a short
+  connection deadline; concurrent connections are capped.
 """
 
 from __future__ import annotations
@@ -26,6 +37,8 @@ import logging
 import os
 import socket
 import socketserver
+import struct
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -33,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from impacket import smb
+from impacket import smb3structs as smb2
 from impacket.smbserver import SMBSERVER, SRVSServer
 
 from smbsessions.levels import SessionInfo
@@ -50,7 +64,7 @@ from smbsessions.server.framing import (
 )
 from smbsessions.server.pipe import PipeHandle
 from smbsessions.server.pipe_hooks import PipeRouter
-from smbsessions.server.sessions import SessionTable, plain_address
+from smbsessions.server.sessions import SessionTable, bracketed, plain_address
 from smbsessions.server.types import CallerInfo, PipeFactory, ServerControl, SessionKey
 
 LOG = logging.getLogger("smbsessions.server")
@@ -58,6 +72,12 @@ STATUS_MORE_PROCESSING_REQUIRED = 0xC0000016
 OPNUM_NETR_SERVER_GET_INFO = 21
 
 DEFAULT_IDLE_TIMEOUT = 15 * 60.0  # Windows' default autodisconnect
+DEFAULT_PREAUTH_TIMEOUT = 30.0  # a connection must have logged on by then
+DEFAULT_MAX_CONNECTIONS = 1024
+FRAME_TIMEOUT = 60.0  # a frame, once begun, must be complete within this
+SEND_TIMEOUT = 60.0  # a client must take each reply within this
+MAX_COMPOUND = 32  # SMB2 commands in one message
+SMB2_HEADER_SIZE = 64
 DEFERRED_CLOSE_LIMIT = 5.0  # how long a self-disconnected caller gets to read its reply
 STOP_TIMEOUT = 5.0
 
@@ -86,20 +106,29 @@ def parse_share(spec: str) -> Share:
     return Share(name, os.path.abspath(path))
 
 
-def _bracketed(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
 class _Connection:
     """One TCP connection (impacket: one SMB session at a time on it)."""
 
-    def __init__(self, connection_id: str, sock: socket.socket, client: str, local: str) -> None:
+    def __init__(
+        self, connection_id: str, sock: socket.socket, client: str, local: str, preauth: float
+    ) -> None:
         self.id = connection_id
         self.sock = sock
         self.client_address = client
         self.transport = local
+        self.preauth_timeout = preauth
         self.pipes: set[PipeHandle] = set()  # touched by the connection thread only
         self.close_deadline: float | None = None
+        # Until a logon succeeds the connection must log on by this time (None: logged on).
+        self.auth_deadline: float | None = time.monotonic() + preauth
+
+    def logged_on(self, yes: bool) -> None:
+        if yes:
+            self.auth_deadline = None
+        elif self.auth_deadline is None:
+            # Only a logged-on connection gets a fresh deadline: repeating unfinished
+            # logons must not keep a connection open.
+            self.auth_deadline = time.monotonic() + self.preauth_timeout
 
     def abort(self) -> None:
         """Cut the client off; the connection thread then cleans up."""
@@ -118,10 +147,14 @@ class _Connection:
             return True
         return not any(pipe.pending() for pipe in self.pipes)
 
-    def recv_timeout(self, idle_timeout: float) -> float:
-        if self.close_deadline is None:
-            return idle_timeout
-        return max(self.close_deadline - time.monotonic(), 0.01)
+    def deadline(self) -> float | None:
+        """When the connection must end unless something changes (logon, reply read)."""
+        deadlines = [d for d in (self.close_deadline, self.auth_deadline) if d is not None]
+        return min(deadlines) if deadlines else None
+
+
+class _Refused(Exception):
+    """A request we will not hand to impacket; the connection is dropped."""
 
 
 class _ConnectionHandler(socketserver.BaseRequestHandler):
@@ -147,18 +180,36 @@ class _ImpacketServer(SMBSERVER):  # type: ignore[misc]
         self.hookSmbCommand(negotiate, self._smb1_negotiate)
 
     def process_request(self, request: socket.socket, client_address: Any) -> None:
+        if not self.owner._slots.acquire(blocking=False):
+            LOG.warning("connection from %s refused: %d connections already open",
+                        client_address[0], self.owner._max_connections)
+            self.shutdown_request(request)
+            return
         # Our own thread bookkeeping so stop() can join them with a deadline.
         thread = threading.Thread(
-            target=self.process_request_thread,
+            target=self._connection_thread,
             args=(request, client_address),
             name="smbsessions-connection",
             daemon=True,
         )
         self.owner._track_thread(thread)
-        thread.start()
+        try:
+            thread.start()
+        except BaseException:
+            self.owner._slots.release()
+            self.shutdown_request(request)
+            raise
+
+    def _connection_thread(self, request: socket.socket, client_address: Any) -> None:
+        try:
+            self.process_request_thread(request, client_address)
+        finally:
+            self.owner._slots.release()
 
     def processRequest(self, connId: str, data: bytes) -> Any:  # impacket's name
         self.owner._table.touch(connId, time.monotonic())
+        conn_data = self.getActiveConnections().get(connId)
+        _check_compound(data, bool(conn_data is not None and conn_data.get("Authenticated")))
         if _offers_smb1_only(data):
             # impacket would first try SMB2 and print a traceback when that fails.
             packet = smb.NewSMBPacket(data=data)
@@ -175,6 +226,49 @@ class _ImpacketServer(SMBSERVER):  # type: ignore[misc]
         # impacket uses one fixed challenge for every logon; ours is per connection.
         challenge: bytes = getattr(self.owner._local, "challenge", None) or os.urandom(8)
         return challenge
+
+
+def _check_compound(data: bytes, authenticated: bool) -> None:
+    """Refuse an SMB2 compound impacket would mishandle (raises ``_Refused``).
+
+    impacket checks that the connection is authenticated for the first command
+    of a message only, then runs every chained command, and re-slices the rest
+    of the message for each one. So: no chain before logon, no NEGOTIATE or
+    SESSION_SETUP inside a chain, LOGOFF only last, at most ``MAX_COMPOUND``
+    commands, and offsets that stay inside the message.
+    """
+    if data[:4] == b"\xffSMB":
+        # impacket runs only the first command of an SMB1 AndX chain. A message it
+        # cannot parse as SMB1 would be retried as SMB2, chain and all: refuse it.
+        try:
+            smb.SMBCommand(smb.NewSMBPacket(data=data)["Data"][0])
+        except Exception as exc:
+            raise _Refused("malformed SMB1 message") from exc
+        return
+    if data[:4] != b"\xfeSMB":
+        raise _Refused("not an SMB message")
+    offset = 0
+    for index in range(MAX_COMPOUND):
+        if len(data) - offset < SMB2_HEADER_SIZE:
+            raise _Refused("truncated SMB2 header")
+        command, next_command = _SMB2_CHAIN_FIELDS.unpack_from(data, offset)
+        if index > 0:
+            if not authenticated:
+                raise _Refused("compound request before logon")
+            if command in (smb2.SMB2_NEGOTIATE, smb2.SMB2_SESSION_SETUP):
+                raise _Refused("NEGOTIATE or SESSION_SETUP inside a compound request")
+        if next_command == 0:
+            return
+        if command == smb2.SMB2_LOGOFF:
+            raise _Refused("LOGOFF followed by more commands")
+        if next_command < SMB2_HEADER_SIZE or next_command % 8 or next_command >= len(data) - offset:
+            raise _Refused("bad NextCommand offset")
+        offset += next_command
+    raise _Refused(f"more than {MAX_COMPOUND} commands in one message")
+
+
+# Command (offset 12) and NextCommand (offset 20) of an SMB2 header.
+_SMB2_CHAIN_FIELDS = struct.Struct("<12xH6xI")
 
 
 def _offers_smb1_only(data: bytes) -> bool:
@@ -203,7 +297,11 @@ class SessionServer(ServerControl):
         decoys: Sequence[SessionInfo] = (),
         allow_anonymous: bool = True,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        preauth_timeout: float = DEFAULT_PREAUTH_TIMEOUT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
         names = [a.user.lower() for a in accounts]
         if len(set(names)) != len(names):
             raise ValueError("duplicate account name")
@@ -212,6 +310,9 @@ class SessionServer(ServerControl):
         self.pipe_factory = pipe_factory
         self._allow_anonymous = allow_anonymous
         self._idle_timeout = idle_timeout
+        self._preauth_timeout = preauth_timeout
+        self._max_connections = max_connections
+        self._slots = threading.BoundedSemaphore(max_connections)
         self._table = SessionTable(decoys)
         self._lock = threading.Lock()
         self._connections: dict[str, _Connection] = {}
@@ -220,17 +321,29 @@ class SessionServer(ServerControl):
         self._local = threading.local()
         self._stopping = False
         self._stop_requested = threading.Event()
-        self._stopped = threading.Event()
         self._accept_thread: threading.Thread | None = None
 
         # impacket logs every NTLM response (crackable) at INFO; keep it quiet.
         logging.getLogger("impacket.smbserver").setLevel(logging.WARNING)
-        config = _impacket_config(server_name, domain, shares, allow_anonymous)
-        self._impacket = _ImpacketServer(self, (bind, port), config)
+        # impacket serves IPC$ as a directory (an empty path would be the cwd):
+        # give it an empty one of its own, for the server's lifetime.
+        self._ipc_dir = tempfile.TemporaryDirectory(prefix="smbsessions-ipc-")
+        try:
+            config = _impacket_config(server_name, domain, shares, allow_anonymous, self._ipc_dir.name)
+            self._impacket = _ImpacketServer(self, (bind, port), config)
+        except BaseException:
+            self._ipc_dir.cleanup()
+            raise
         self._impacket.processConfigFile()
         for account in accounts:
             self._impacket.addCredential(account.user, 0, "", account.nt_hash().hex())
-        auth_hooks.SessionHooks(self._impacket, self._on_session_setup, self._on_logoff)
+        auth_hooks.SessionHooks(
+            self._impacket,
+            self._on_session_setup,
+            self._on_logoff,
+            self._on_setup_start,
+            self._may_connect,
+        )
         PipeRouter(self._impacket, self._open_pipe, self._release_pipe)
         self._legacy = _legacy_srvsvc(config)
         self._legacy_lock = threading.Lock()
@@ -287,10 +400,10 @@ class SessionServer(ServerControl):
             conn.abort()
         for thread in threads:
             thread.join(max(deadline - time.monotonic(), 0))
-        self._stopped.set()
         left = [t for t in threads if t.is_alive()]
         if left:
             LOG.warning("%d connection threads still running after stop()", len(left))
+        self._ipc_dir.cleanup()
 
     def __enter__(self) -> SessionServer:
         return self
@@ -349,8 +462,8 @@ class SessionServer(ServerControl):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         host, port = str(client[0]), int(client[1])
         local_host, local_port = sock.getsockname()[:2]
-        local = f"tcp:{_bracketed(plain_address(local_host))}:{local_port}"
-        conn = _Connection(f"conn-{next(self._ids)}", sock, host, local)
+        local = f"tcp:{bracketed(plain_address(local_host))}:{local_port}"
+        conn = _Connection(f"conn-{next(self._ids)}", sock, host, local, self._preauth_timeout)
         with self._lock:
             if self._stopping:
                 return
@@ -360,6 +473,8 @@ class SessionServer(ServerControl):
         LOG.info("connection %s from %s port %d", conn.id, host, port)
         try:
             self._connection_loop(conn)
+        except _Refused as exc:
+            LOG.info("connection %s dropped: %s", conn.id, exc)
         except Exception:
             # impacket raises on requests it cannot parse; the client is dropped.
             LOG.debug("connection %s dropped", conn.id, exc_info=True)
@@ -368,10 +483,15 @@ class SessionServer(ServerControl):
 
     def _connection_loop(self, conn: _Connection) -> None:
         sock = conn.sock
+        frame_timeout = min(FRAME_TIMEOUT, self._idle_timeout)
         while True:
-            sock.settimeout(conn.recv_timeout(self._idle_timeout))
             try:
-                received = recv_frame(sock)
+                received = recv_frame(sock, self._idle_timeout, frame_timeout, conn.deadline())
+            except TimeoutError:
+                if conn.auth_deadline is not None and time.monotonic() >= conn.auth_deadline:
+                    LOG.info("connection %s dropped: no logon within %g s", conn.id,
+                             self._preauth_timeout)
+                return
             except (OSError, FramingError):
                 return
             if received is None:
@@ -379,6 +499,7 @@ class SessionServer(ServerControl):
             kind, payload = received
             if kind == SESSION_KEEP_ALIVE:
                 continue
+            sock.settimeout(SEND_TIMEOUT)
             if kind == SESSION_REQUEST:
                 sock.sendall(frame(b"", POSITIVE_SESSION_RESPONSE))
                 continue
@@ -394,16 +515,42 @@ class SessionServer(ServerControl):
         LOG.info("connection %s from %s closed", conn.id, conn.client_address)
         with self._lock:
             self._connections.pop(conn.id, None)
-        self._table.remove_connection(conn.id)
-        conn_data = self._impacket.getActiveConnections().get(conn.id)
-        if conn_data is not None:
-            _close_open_files(conn_data)
-        for pipe in list(conn.pipes):
-            _close_pipe(pipe)
-        conn.pipes.clear()
+        self._end_session(conn.id, conn)
         self._impacket.removeConnection(conn.id)
 
-    # Hooks ----------------------------------------------------------------
+    def _end_session(self, connection_id: str, conn: _Connection | None) -> None:
+        """Forget the connection's session and close its trees and opens (pipes too)."""
+        self._table.remove_connection(connection_id)
+        conn_data = self._impacket.getActiveConnections().get(connection_id)
+        if conn_data is not None:
+            _close_open_files(conn_data)
+            conn_data["ConnectedShares"] = {}
+        if conn is not None:
+            for pipe in list(conn.pipes):
+                _close_pipe(pipe)
+            conn.pipes.clear()
+
+    def _connection(self, connection_id: str) -> _Connection | None:
+        with self._lock:
+            return self._connections.get(connection_id)
+
+    # Hooks (called in the connection's own thread) -------------------------
+
+    def _on_setup_start(self, connection_id: str) -> None:
+        # impacket keeps one session per connection: a new logon replaces the old one,
+        # whose trees and opens (and their rights) must not survive into it.
+        conn = self._connection(connection_id)
+        self._end_session(connection_id, conn)
+        if conn is not None:
+            conn.logged_on(False)
+
+    def _may_connect(self, connection_id: str, share_name: str) -> bool:
+        # Windows gives null sessions IPC$ only; without accounts everybody is a
+        # guest and the shares are public.
+        if share_name.upper() == "IPC$" or not self._accounts:
+            return True
+        session = self._table.for_connection(connection_id)
+        return session is not None and not session.is_guest
 
     def _on_session_setup(self, connection_id: str, dialect: str, status: int) -> int:
         if status != auth_hooks.STATUS_SUCCESS:
@@ -415,10 +562,10 @@ class SessionServer(ServerControl):
         if not username and not self._allow_anonymous:
             self._table.remove_connection(connection_id)
             return auth_hooks.STATUS_LOGON_FAILURE
-        with self._lock:
-            conn = self._connections.get(connection_id)
+        conn = self._connection(connection_id)
         if conn is None:
             return status
+        conn.logged_on(True)
         account = self._accounts.get(username.lower())
         # Without accounts impacket lets anybody in under any name: all guests.
         is_guest = not username or account is None
@@ -437,7 +584,10 @@ class SessionServer(ServerControl):
         return status
 
     def _on_logoff(self, connection_id: str) -> None:
-        self._table.remove_connection(connection_id)
+        conn = self._connection(connection_id)
+        self._end_session(connection_id, conn)
+        if conn is not None:
+            conn.logged_on(False)
 
     def _open_pipe(self, connection_id: str) -> PipeHandle | None:
         factory = self.pipe_factory
@@ -493,7 +643,7 @@ def _close_open_files(conn_data: dict[str, Any]) -> None:
 
 
 def _impacket_config(
-    server_name: str, domain: str, shares: Sequence[Share], allow_anonymous: bool
+    server_name: str, domain: str, shares: Sequence[Share], allow_anonymous: bool, ipc_path: str
 ) -> configparser.ConfigParser:
     config = configparser.ConfigParser()
     config["global"] = {
@@ -506,7 +656,7 @@ def _impacket_config(
         "SMB2Support": "True",
         "anonymous_logon": str(allow_anonymous),
     }
-    config["IPC$"] = {"comment": "", "read only": "yes", "share type": "3", "path": ""}
+    config["IPC$"] = {"comment": "", "read only": "yes", "share type": "3", "path": ipc_path}
     for share in shares:
         name = share.name.upper()  # impacket looks shares up upper-cased
         if config.has_section(name):
@@ -540,6 +690,8 @@ def build_server(
     make_pipe_factory: Callable[[ServerControl], PipeFactory] | None = None,
     allow_anonymous: bool = True,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    preauth_timeout: float = DEFAULT_PREAUTH_TIMEOUT,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
 ) -> SessionServer:
     """The server the CLI runs: accounts as ``USER:PASSWORD[:admin]``, shares as ``NAME=PATH``.
 
@@ -556,6 +708,8 @@ def build_server(
         decoys=decoys,
         allow_anonymous=allow_anonymous,
         idle_timeout=idle_timeout,
+        preauth_timeout=preauth_timeout,
+        max_connections=max_connections,
     )
     if make_pipe_factory is not None:
         server.pipe_factory = make_pipe_factory(server)

@@ -18,12 +18,20 @@ from smbsessions.server.types import PipeEndpoint
 # How much to ask the endpoint for at once: larger than any fragment it makes.
 _PULL_SIZE = 1 << 20
 # Bounds on what one write may queue; an endpoint beyond them is broken.
-_MAX_MESSAGES_PER_WRITE = 10_000
+_MAX_MESSAGES_PER_WRITE = 100_000
 _MAX_CHUNKS_PER_MESSAGE = 10_000
+# Output held for one write. A NetrSessionEnum answer at MAX_PREFERRED_LENGTH
+# over 100k level-502 entries is about 20 MB (~200 bytes an entry); anything
+# beyond this bound is refused rather than buffered.
+MAX_QUEUED_BYTES = 64 << 20
 
 
 class PipeBusyError(Exception):
-    """A transceive was attempted while unread output is queued (STATUS_PIPE_BUSY)."""
+    """A write or transceive was attempted while unread output is queued (STATUS_PIPE_BUSY)."""
+
+
+class PipeOverflowError(Exception):
+    """The endpoint answered one write with more than ``MAX_QUEUED_BYTES``."""
 
 
 class PipeHandle:
@@ -50,9 +58,16 @@ class PipeHandle:
         return bool(self._messages)
 
     def write(self, data: bytes) -> None:
-        """Client -> endpoint; collects whatever the endpoint answered."""
+        """Client -> endpoint; collects whatever the endpoint answered.
+
+        DCE/RPC over a pipe has one reply outstanding at a time: a write while
+        the previous reply is unread is refused (``PipeBusyError``), which
+        bounds the queue to the answer to one write.
+        """
         if self._closed:
             raise OSError("pipe is closed")
+        if self._messages:
+            raise PipeBusyError("unread data is queued on the pipe")
         self._endpoint.write(data)
         self._collect()
 
@@ -95,17 +110,24 @@ class PipeHandle:
         return chunk
 
     def _collect(self) -> None:
+        queued = 0
         for _ in range(_MAX_MESSAGES_PER_WRITE):
             chunk, more = self._endpoint.read(_PULL_SIZE)
             if not chunk and not more:
                 return
             parts = [chunk]
+            queued += len(chunk)
             for _ in range(_MAX_CHUNKS_PER_MESSAGE):
-                if not more:
+                if not more or queued > MAX_QUEUED_BYTES:
                     break
                 chunk, more = self._endpoint.read(_PULL_SIZE)
                 parts.append(chunk)
+                queued += len(chunk)
             else:
                 raise RuntimeError("pipe endpoint never finished a message")
+            if queued > MAX_QUEUED_BYTES:
+                # The rest of the answer is still inside the endpoint: this open is unusable.
+                self.close()
+                raise PipeOverflowError(f"the reply to one write exceeds {MAX_QUEUED_BYTES} bytes")
             self._messages.append(b"".join(parts))
         raise RuntimeError("pipe endpoint produced too many messages for one write")

@@ -10,6 +10,12 @@ Covered: SMB2 CREATE, WRITE, READ, IOCTL(FSCTL_PIPE_TRANSCEIVE), CLOSE and
 SMB1 NT_CREATE_ANDX, WRITE_ANDX, READ_ANDX, CLOSE, TRANSACTION(TransactNmPipe).
 SMB1 core READ/WRITE reach the pipe through impacket's socket path (the pipe
 handle is socket-shaped there), as a byte stream without message boundaries.
+
+Every other open on IPC$ is refused (STATUS_OBJECT_NAME_NOT_FOUND, as Samba
+answers an unknown pipe): impacket treats IPC$ as a directory, and srvsvc is
+the only pipe we serve. The share root itself (an empty name, what a directory
+listing opens) still goes to impacket, whose IPC$ is an empty private
+directory, so SMB2 listings end in STATUS_NO_SUCH_FILE as SMB1 ones do.
 """
 
 from __future__ import annotations
@@ -24,13 +30,14 @@ from impacket import smb
 from impacket import smb3structs as smb2
 from impacket.smbserver import PIPE_FILE_DESCRIPTOR, decodeSMBString
 
-from smbsessions.server.pipe import PipeBusyError, PipeHandle
+from smbsessions.server.pipe import PipeBusyError, PipeHandle, PipeOverflowError
 
 LOG = logging.getLogger("smbsessions.server")
 
 STATUS_SUCCESS = 0x00000000
 STATUS_BUFFER_OVERFLOW = 0x80000005
 STATUS_OBJECT_NAME_NOT_FOUND = 0xC0000034
+STATUS_INSUFFICIENT_RESOURCES = 0xC000009A
 STATUS_PIPE_BUSY = 0xC00000AE
 STATUS_PIPE_EMPTY = 0xC00000D9
 STATUS_INTERNAL_ERROR = 0xC00000E5
@@ -50,6 +57,10 @@ def is_srvsvc(name: str) -> bool:
     """The file name a client uses to open the srvsvc pipe on IPC$."""
     name = name.replace("/", "\\").strip("\\").lower()
     return name in ("srvsvc", "pipe\\srvsvc")
+
+
+def _is_share_root(name: str) -> bool:
+    return not name.replace("/", "\\").strip("\\")
 
 
 def _is_ipc(conn_data: dict[str, Any], tree_id: int) -> bool:
@@ -118,8 +129,10 @@ class PipeRouter:
         conn_data = server.getConnectionData(conn_id)
         request = smb2.SMB2Create(packet["Data"])
         name = request["Buffer"][: request["NameLength"]].decode("utf-16le", "replace")
-        if not (_is_ipc(conn_data, packet["TreeID"]) and is_srvsvc(name)):
+        if not _is_ipc(conn_data, packet["TreeID"]) or _is_share_root(name):
             return self._smb2_original[smb2.SMB2_CREATE](conn_id, server, packet)
+        if not is_srvsvc(name):
+            return [smb2.SMB2Error()], None, STATUS_OBJECT_NAME_NOT_FOUND
         pipe = self._open_pipe(conn_id)
         if pipe is None:
             return [smb2.SMB2Error()], None, STATUS_OBJECT_NAME_NOT_FOUND
@@ -209,11 +222,11 @@ class PipeRouter:
         conn_data = server.getConnectionData(conn_id)
         request_data = smb.SMBNtCreateAndX_Data(flags=packet["Flags2"], data=command["Data"])
         name = decodeSMBString(packet["Flags2"], request_data["FileName"])
-        if not (_is_ipc(conn_data, packet["Tid"]) and is_srvsvc(name)):
+        if not _is_ipc(conn_data, packet["Tid"]) or _is_share_root(name):
             original = self._smb1_original[smb.SMB.SMB_COM_NT_CREATE_ANDX]
             return original(conn_id, server, command, packet)
         response = smb.SMBCommand(smb.SMB.SMB_COM_NT_CREATE_ANDX)
-        pipe = self._open_pipe(conn_id)
+        pipe = self._open_pipe(conn_id) if is_srvsvc(name) else None
         if pipe is None:
             response["Parameters"] = b""
             response["Data"] = b""
@@ -333,6 +346,9 @@ def _guarded(action: Callable[[], object]) -> int:
         action()
     except PipeBusyError:
         return STATUS_PIPE_BUSY
+    except PipeOverflowError as exc:
+        LOG.warning("srvsvc pipe closed: %s", exc)
+        return STATUS_INSUFFICIENT_RESOURCES
     except Exception:
         LOG.exception("srvsvc pipe endpoint failed")
         return STATUS_INTERNAL_ERROR

@@ -23,7 +23,7 @@ def client_cname(address: str) -> str:
 
     An IPv4-mapped IPv6 address (``::ffff:127.0.0.2``) is shown as IPv4.
     """
-    return "\\\\" + _bracketed(plain_address(address))
+    return "\\\\" + bracketed(plain_address(address))
 
 
 def plain_address(address: str) -> str:
@@ -38,7 +38,8 @@ def plain_address(address: str) -> str:
     return f"{ip}%{scope}" if scope else str(ip)
 
 
-def _bracketed(address: str) -> str:
+def bracketed(address: str) -> str:
+    """An IPv6 address in brackets (as in ``tcp:[::1]:445``); others unchanged."""
     return f"[{address}]" if ":" in address else address
 
 
