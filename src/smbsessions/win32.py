@@ -31,14 +31,18 @@ def NetSessionEnum(
     servername: str | None,
     UncClientName: str | None = None,
     username: str | None = None,
-    level: int = 10,
+    level: int | None = None,
     prefmaxlen: int = MAX_PREFERRED_LENGTH,
     *,
     credentials: Credentials,
     port: int | None = None,
     timeout: float = 10.0,
 ) -> list[dict[str, Any]]:
-    """Every session on ``servername`` at ``level`` (all pages), as pywin32 dicts."""
+    """Every session on ``servername`` at ``level`` (all pages), as pywin32 dicts.
+
+    ``level=None`` takes the richest level the server allows (502, 10, 2, 1, 0):
+    Samba, for one, answers only levels 0 and 1.
+    """
     with _client(servername, credentials, port, timeout) as client:
         return [s.info.to_win32(s.level) for s in client.enum(level, UncClientName, username, prefmaxlen)]
 
@@ -47,7 +51,7 @@ def NetSessionGetInfo(
     servername: str | None,
     UncClientName: str,
     username: str,
-    level: int = 10,
+    level: int | None = None,
     *,
     credentials: Credentials,
     port: int | None = None,

@@ -522,8 +522,9 @@ def test_win32_functions(samba: SambaServer, hold_sessions: HoldSessions) -> Non
     everyone = NetSessionEnum(server, None, None, 1, credentials=creds, port=samba.port)
     only_one = NetSessionEnum(server, unc(sources[0]), "bob", 1, credentials=creds, port=samba.port)
     names = NetSessionEnum(server, level=0, credentials=creds, port=samba.port)
-    with pytest.raises(NetApiError) as default_level:
-        NetSessionEnum(server, credentials=creds, port=samba.port)  # Win32's usual level 10
+    richest = NetSessionEnum(server, credentials=creds, port=samba.port)  # no level: what Samba allows
+    with pytest.raises(NetApiError) as level_10:
+        NetSessionEnum(server, None, None, 10, credentials=creds, port=samba.port)
     info = NetSessionGetInfo(server, unc(sources[1]), "bob", 1, credentials=creds, port=samba.port)
     with pytest.raises(NetApiError) as missing:
         NetSessionGetInfo(server, "\\\\nosuchclient", "bob", 1, credentials=creds, port=samba.port)
@@ -540,7 +541,9 @@ def test_win32_functions(samba: SambaServer, hold_sessions: HoldSessions) -> Non
     assert [(r["client_name"], r["user_name"]) for r in only_one] == [(unc(sources[0]), "bob")]
     assert {unc(s) for s in sources} <= {r["client_name"] for r in names}
     assert all(set(r) == {"client_name"} for r in names)
-    assert default_level.value.status == INVALID_LEVEL
+    assert level_10.value.status == INVALID_LEVEL
+    assert {unc(s) for s in sources} <= {r["client_name"] for r in richest}
+    assert all("num_opens" in r for r in richest)  # level 1 answered
     assert (info["client_name"], info["user_name"], info["num_opens"]) == (unc(sources[1]), "bob", 1)
     assert missing.value.status == NetApiStatus.NERR_ClientNameNotFound
     wait_until(lambda: not held.alive(2), "NetSessionDel's victim is cut off")
