@@ -43,13 +43,23 @@ _CELL_FORMATTERS: dict[str, Callable[[Any], str]] = {
 }
 
 
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: control and other unprintable characters escaped.
+
+    Names come from the server; a hostile one must not drive the terminal.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def _cell(key: str, value: Any) -> str:
     formatter = _CELL_FORMATTERS.get(key)
     if formatter is not None:
         return formatter(value)
     if value is None:
         return "-"
-    return str(value)
+    return printable(str(value))
 
 
 def render_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
@@ -81,7 +91,10 @@ def _csv_value(value: Any) -> Any:
 class RecordWriter:
     """Write records as ``json`` (one array), ``jsonl`` or ``csv``, flushing after each."""
 
-    def __init__(self, stream: IO[str], fmt: str, columns: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, stream: IO[str], fmt: str, columns: Sequence[str] | None = None, header: bool = True
+    ) -> None:
+        """``header=False`` appends CSV rows to a file that already has its header."""
         if fmt not in ("json", "jsonl", "csv"):
             raise ValueError(f"RecordWriter cannot write {fmt!r}")
         self.stream = stream
@@ -92,7 +105,9 @@ class RecordWriter:
             if not columns:
                 raise ValueError("CSV output needs its columns up front")
             self._csv = csv.DictWriter(stream, fieldnames=list(columns), extrasaction="ignore")
-            self._csv.writeheader()
+            if header:
+                self._csv.writeheader()
+                stream.flush()
         elif fmt == "json":
             stream.write("[")
 

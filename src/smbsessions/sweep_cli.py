@@ -8,8 +8,6 @@ progress line on a terminal and the closing summary.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import signal
 import sys
 import threading
@@ -27,7 +25,7 @@ from .cli import (
     port_number,
     positive_seconds,
 )
-from .output import RecordWriter
+from .output import RecordWriter, printable
 from .sweep import (
     ANSWERED,
     RECORD_COLUMNS,
@@ -127,30 +125,6 @@ def add_parser(commands: Any) -> None:
 # --------------------------------------------------------------------------- output
 
 
-class _CsvWriter:
-    """CSV records with ``RECORD_COLUMNS``; the header only into an empty file."""
-
-    def __init__(self, stream: IO[str], header: bool) -> None:
-        self.stream = stream
-        self._writer = csv.DictWriter(stream, fieldnames=list(RECORD_COLUMNS), extrasaction="ignore")
-        if header:
-            self._writer.writeheader()
-            stream.flush()
-
-    def write(self, record: dict[str, Any]) -> None:
-        self._writer.writerow({k: _csv_cell(v) for k, v in record.items()})
-        self.stream.flush()
-
-    def close(self) -> None:
-        self.stream.flush()
-
-
-def _csv_cell(value: Any) -> Any:
-    if isinstance(value, list | dict):
-        return json.dumps(value, ensure_ascii=False)
-    return "" if value is None else value
-
-
 class _TableWriter:
     """One fixed-width line per host, as it finishes."""
 
@@ -167,7 +141,7 @@ class _TableWriter:
 
     def write(self, record: dict[str, Any]) -> None:
         users = ",".join(record["users"])
-        rest = users if record["status"] == "ok" else (record["note"] or record["detail"] or "")
+        rest = printable(users if record["status"] == "ok" else (record["note"] or record["detail"] or ""))
         level = "-" if record["level"] is None else str(record["level"])
         self.stream.write(
             self._line(record_key(record["host"], record["port"]), record["status"], level,
@@ -298,7 +272,8 @@ def cmd_sweep(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     if args.format == "jsonl":
         writer = RecordWriter(stream, "jsonl")
     elif args.format == "csv":
-        writer = _CsvWriter(stream, header=stream.tell() == 0 if args.output else True)
+        writer = RecordWriter(stream, "csv", RECORD_COLUMNS,
+                              header=stream.tell() == 0 if args.output else True)
     else:
         writer = _TableWriter(stream)
 

@@ -157,3 +157,14 @@ def test_password_never_appears_in_errors() -> None:
 def test_level_is_validated() -> None:
     with pytest.raises(SystemExit):
         parse("enum", "h", "--level", "3")
+
+
+def test_server_strings_cannot_drive_the_terminal() -> None:
+    hostile = {"client_name": "\\\\x\x1b]0;owned\x07", "user_name": "bob\x1b[2J"}
+    table = session_table([hostile], 10)
+    assert "\x1b" not in table and "\x07" not in table
+    assert "\\x1b]0;owned\\x07" in table
+    # Machine formats keep the exact value.
+    out = io.StringIO()
+    write_sessions([hostile], 10, "jsonl", out)
+    assert json.loads(out.getvalue())["user_name"] == "bob\x1b[2J"
