@@ -161,6 +161,15 @@ def parse_target(spec: str) -> TargetSpec:
     return TargetSpec(credentials, host, port)
 
 
+SMB_PORT = 445
+"""The port SMB listens on unless told otherwise."""
+
+
+def format_host_port(host: str, port: int) -> str:
+    """``host:port``, an IPv6 address in brackets: ``[::1]:445``."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def parse_host_port(text: str) -> tuple[str, int | None]:
     """Split ``HOST[:PORT]``, ``[IPv6][:PORT]`` or a bare IPv6 address.
 

@@ -25,7 +25,16 @@ from collections.abc import Callable, Sequence
 from typing import IO, Any
 
 from . import __version__
-from .auth import Credentials, TargetSpec, parse_hashes, parse_target, parse_user_spec, resolve_password
+from .auth import (
+    SMB_PORT,
+    Credentials,
+    TargetSpec,
+    format_host_port,
+    parse_hashes,
+    parse_target,
+    parse_user_spec,
+    resolve_password,
+)
 from .client import SessionClient
 from .levels import FALLBACK_ORDER, MAX_PREFERRED_LENGTH, U32_MAX, check_level
 from .output import FORMATS, write_sessions
@@ -51,7 +60,7 @@ EXIT_AUTH = 6
 EXIT_UNREACHABLE = 7
 EXIT_PROTOCOL = 8
 
-DEFAULT_PORT = 445
+DEFAULT_PORT = SMB_PORT
 log = logging.getLogger("smbsessions")
 
 HARDENING_HINT = (
@@ -248,7 +257,7 @@ def _target_host(args: argparse.Namespace) -> str:
     """HOST[:PORT] for messages: never the USER:PASSWORD@ part of the target."""
     target = _parse_target(args)
     port = args.port or target.port or DEFAULT_PORT
-    return f"[{target.host}]:{port}" if ":" in target.host else f"{target.host}:{port}"
+    return format_host_port(target.host, port)
 
 
 def _connect(args: argparse.Namespace) -> SessionClient:

@@ -26,6 +26,7 @@ import codecs
 import gc
 import operator
 import struct
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -488,6 +489,8 @@ def _scan_strings(buf: bytes, pos: int, count: int) -> tuple[Sequence[bytes], in
     """
     if not count:
         return (), pos
+    if sys.byteorder != "little":  # the memoryview below reads counts in native order
+        return None
     actuals = memoryview(buf)[pos + 8 : pos + 8 + max(0, (len(buf) - pos - 8) & ~3)].cast("I")
     formats: list[str] = []
     add = formats.append

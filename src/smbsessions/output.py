@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import IO, Any
 
-from .levels import FIELD_BY_WIN32_KEY, LEVELS, U32_MAX, user_flag_names
+from .levels import FIELD_BY_WIN32_KEY, U32_MAX, columns, user_flag_names
 
 FORMATS = ("table", "json", "jsonl", "csv")
 
@@ -77,7 +77,7 @@ def render_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 
 def session_table(records: Sequence[dict[str, Any]], level: int) -> str:
     """The session records of one level as a table (durations and flag names spelled out)."""
-    keys = [f.win32_key for f in LEVELS[level]]
+    keys = columns(level)
     headers = [FIELD_BY_WIN32_KEY[k].title for k in keys]
     return render_table(headers, ([_cell(k, r.get(k)) for k in keys] for r in records))
 
@@ -129,7 +129,7 @@ class RecordWriter:
 
 def session_columns(level: int) -> list[str]:
     """CSV columns for sessions of ``level``."""
-    return [f.win32_key for f in LEVELS[level]] + ["client_name_raw", "level"]
+    return [*columns(level), "client_name_raw", "level"]
 
 
 def write_sessions(records: Iterable[dict[str, Any]], level: int, fmt: str, stream: IO[str]) -> int:

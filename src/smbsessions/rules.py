@@ -138,13 +138,16 @@ def not_found_status(sessions: Sequence[SessionInfo], client_name: str | None) -
     return NetApiStatus.NERR_UserNotFound
 
 
-def check_enum_access(caller: Caller, level: int, policy: SessionInfoPolicy) -> int | None:
-    """ERROR_ACCESS_DENIED when ``caller`` may not enumerate at ``level``, else None."""
+def check_enum_access(caller: Caller, level: int | None, policy: SessionInfoPolicy) -> int | None:
+    """ERROR_ACCESS_DENIED when ``caller`` may not enumerate at ``level``, else None.
+
+    ``level=None`` asks whether the caller may enumerate at any level at all.
+    """
     if not caller.authenticated:
         return NetApiStatus.ERROR_ACCESS_DENIED
     if caller.admin:
         return None
-    if policy is SessionInfoPolicy.ADMINS or level not in UNPRIVILEGED_LEVELS:
+    if policy is SessionInfoPolicy.ADMINS or (level is not None and level not in UNPRIVILEGED_LEVELS):
         return NetApiStatus.ERROR_ACCESS_DENIED
     return None
 
@@ -164,8 +167,9 @@ def enumerate_sessions(
     level = request.level
     # "The server SHOULD enforce the security measures ..." (denial before anything else,
     # as Windows and Samba do, so a denied caller learns nothing about names or levels).
-    if not caller.authenticated or (not caller.admin and policy is SessionInfoPolicy.ADMINS):
-        return _error(NetApiStatus.ERROR_ACCESS_DENIED, request)
+    denied = check_enum_access(caller, None, policy)
+    if denied is not None:
+        return _error(denied, request)
     client, user = request.client_name, request.user_name
     # "If a ClientName is specified, it MUST start with "\\"; otherwise ... NERR_InvalidComputer."
     if _given(client) and not (client or "").startswith("\\\\"):

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from .auth import parse_host_port
+from .auth import SMB_PORT, format_host_port, parse_host_port
 
-DEFAULT_PORT = 445
+DEFAULT_PORT = SMB_PORT
 DEFAULT_MAX_RANGE = 65536
 """Largest CIDR range (in addresses) accepted without raising ``max_range``: a /16."""
 
@@ -37,8 +37,8 @@ class Target:
         return record_key(self.host, self.port)
 
 
-def record_key(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+record_key = format_host_port
+"""The key a host's record is known by (``--resume`` compares these)."""
 
 
 class NameSpec(NamedTuple):

@@ -66,7 +66,7 @@ from smbprotocol.session import (
 from smbprotocol.tree import TreeConnect
 from spnego import NTLMHash
 
-from smbsessions.auth import Credentials, nt_hash_of
+from smbsessions.auth import Credentials, format_host_port, nt_hash_of
 from smbsessions.status import (
     AuthenticationError,
     HostTimeoutError,
@@ -416,7 +416,7 @@ class SmbPipe:
                 "and a ticket cache (KRB5CCNAME or the default cache)"
             )
         pipe_name = _bare_pipe_name(pipe)
-        where = f"{_format_endpoint(host, port)}"
+        where = f"{format_host_port(host, port)}"
         deadline = time.monotonic() + timeout
         connection = _DeadlineConnection(uuid.uuid4(), host, port, require_signing=not credentials.anonymous)
         connection.deadline = deadline
@@ -575,12 +575,12 @@ class SmbPipe:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else self.dialect_name
-        return f"<SmbPipe {_format_endpoint(self.host, self.port)} {self.pipe!r} {state}>"
+        return f"<SmbPipe {format_host_port(self.host, self.port)} {self.pipe!r} {state}>"
 
     # -- internals ------------------------------------------------------------------
 
     def _where(self) -> str:
-        return f"{_format_endpoint(self.host, self.port)} pipe {self.pipe}"
+        return f"{format_host_port(self.host, self.port)} pipe {self.pipe}"
 
     def _check_open(self) -> None:
         if self._closed:
@@ -750,5 +750,3 @@ def _bare_pipe_name(pipe: str) -> str:
     return name
 
 
-def _format_endpoint(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -13,18 +13,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from .auth import Credentials, parse_host_port
+from .auth import SMB_PORT, Credentials, parse_host_port
 from .client import SessionClient
 from .levels import MAX_PREFERRED_LENGTH
-
-DEFAULT_PORT = 445
 
 
 def _client(
     servername: str | None, credentials: Credentials, port: int | None, timeout: float
 ) -> SessionClient:
     host, parsed_port = parse_host_port((servername or "localhost").lstrip("\\"))
-    return SessionClient(host, port or parsed_port or DEFAULT_PORT, credentials=credentials, timeout=timeout)
+    return SessionClient(host, port or parsed_port or SMB_PORT, credentials=credentials, timeout=timeout)
 
 
 def NetSessionEnum(
