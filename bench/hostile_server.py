@@ -54,6 +54,7 @@ from smbsessions.ndr import EnumRequest, encode_enum_request
 
 READ_TIMEOUT = 5.0
 PIPE_ACCESS = 0x0012019F
+STATUS_PIPE_BUSY = 0xC00000AE
 STATUS_PIPE_EMPTY = 0xC00000D9
 FIRST, LAST = 0x01, 0x02
 HELD_NAMES = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "alice", "bob", "decoy")
@@ -329,7 +330,14 @@ def request_over_one_megabyte(pipe: RawPipe) -> list[bytes]:
     _bound(pipe)
     chunk = b"\x00" * 60_000
     for i in range(20):  # 1.2 MB of stub in fragments that never say LAST
-        pipe.write(request_pdu(12, chunk, flags=FIRST if i == 0 else 0, alloc_hint=1_200_000))
+        try:
+            pipe.write(request_pdu(12, chunk, flags=FIRST if i == 0 else 0, alloc_hint=1_200_000))
+        except Exception as exc:
+            # Once the server has refused the call its fault waits unread, and a pipe holds
+            # one outstanding reply: further writes get STATUS_PIPE_BUSY until it is read.
+            if getattr(exc, "getErrorCode", lambda: None)() != STATUS_PIPE_BUSY:
+                raise
+            break
     return pipe.read_all()
 
 
