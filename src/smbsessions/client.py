@@ -425,8 +425,13 @@ class SessionClient:
             status = decode_del_response(self._call(OPNUM_NETR_SESSION_DEL, encode_del_request(request)))
         except TransportError as exc:
             pipe = self._pipe
-            connection_gone = not isinstance(exc, HostTimeoutError) and (
-                (pipe is not None and pipe.closed) or exc.ntstatus in _CONNECTION_GONE
+            # Samba tears our own smbd down before answering; the socket then closes,
+            # or (seen under load) the reply just never comes. Either means the delete
+            # reached the server. Any other NTSTATUS is a real failure.
+            connection_gone = (
+                isinstance(exc, HostTimeoutError)
+                or (pipe is not None and pipe.closed)
+                or exc.ntstatus in _CONNECTION_GONE
             )
             if connection_gone and self._covers_self(client, user):
                 self.close()

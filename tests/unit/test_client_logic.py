@@ -16,7 +16,7 @@ from smbsessions.ndr import EnumResponse, decode_enum_request, encode_enum_respo
 from smbsessions.rules import SessionInfoPolicy
 from smbsessions.server.srvsvc import SrvsvcEndpoint
 from smbsessions.server.types import CallerInfo
-from smbsessions.status import HostTimeoutError, NetApiError, NetApiStatus, ProtocolError
+from smbsessions.status import HostTimeoutError, NetApiError, NetApiStatus, ProtocolError, TransportError
 
 from .test_srvsvc_endpoint import SESSIONS, FakeControl
 
@@ -239,7 +239,9 @@ def test_a_trickling_server_cannot_hold_a_call_past_the_timeout() -> None:
     assert pipe.fragments > 2
 
 
-def test_delete_does_not_claim_success_on_a_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_delete_claims_success_on_a_lost_answer_only_when_it_covers_the_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     client = our_server()
 
     def timeout(*args: object, **kwargs: object) -> bytes:
@@ -247,4 +249,16 @@ def test_delete_does_not_claim_success_on_a_timeout(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(client, "_call", timeout)
     with pytest.raises(HostTimeoutError):
+        client.delete(user="bob")  # not us: the silence proves nothing
+    client.delete(user="alice")  # us (alice from 127.0.0.9): the server cut us off first
+
+
+def test_delete_does_not_claim_success_on_an_smb_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = our_server()
+
+    def denied(*args: object, **kwargs: object) -> bytes:
+        raise TransportError("denied", ntstatus=0xC0000022)
+
+    monkeypatch.setattr(client, "_call", denied)
+    with pytest.raises(TransportError):
         client.delete(user="alice")
