@@ -37,8 +37,9 @@ def add_parser(commands: Any) -> None:
                             "(repeatable; prefer --accounts-file, command lines are visible to other users)")
     serve.add_argument("--accounts-file", type=Path, metavar="FILE",
                        help="accounts, one USER:PASSWORD[:admin] per line (# comments allowed)")
-    serve.add_argument("--share", action="append", default=[], metavar="NAME=PATH",
-                       help="a file share (repeatable; default: none besides IPC$)")
+    serve.add_argument("--share", action="append", default=[], metavar="NAME=PATH[:ro]",
+                       help="a file share, read-write unless ':ro' follows the path "
+                            "(repeatable; default: none besides IPC$)")
     serve.add_argument("--sessions-file", type=Path, metavar="FILE",
                        help="decoy sessions served beside the live ones: the JSON that "
                             "'smbsessions enum --format json' prints")

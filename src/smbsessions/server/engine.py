@@ -84,11 +84,11 @@ STOP_TIMEOUT = 5.0
 
 @dataclass(frozen=True)
 class Share:
-    """A disk share (``--share NAME=PATH``); read-only unless asked otherwise."""
+    """A disk share (``--share NAME=PATH``, ``NAME=PATH:ro`` for read-only)."""
 
     name: str
     path: str
-    read_only: bool = True
+    read_only: bool = False
     comment: str = ""
 
     def __post_init__(self) -> None:
@@ -99,11 +99,15 @@ class Share:
 
 
 def parse_share(spec: str) -> Share:
-    """``NAME=PATH`` (the CLI form)."""
+    """``NAME=PATH`` (read-write, as impacket-smbserver's shares) or ``NAME=PATH:ro`` / ``:rw``."""
     name, sep, path = spec.partition("=")
     if not sep or not name or not path:
-        raise ValueError("share must look like NAME=PATH")
-    return Share(name, os.path.abspath(path))
+        raise ValueError("share must look like NAME=PATH[:ro]")
+    read_only = False
+    for suffix, flag in ((":ro", True), (":rw", False)):
+        if path.endswith(suffix) and not os.path.isdir(path):
+            path, read_only = path[: -len(suffix)], flag
+    return Share(name, os.path.abspath(path), read_only=read_only)
 
 
 class _Connection:
