@@ -17,7 +17,6 @@ Interop realities handled here (SPEC.md section 5):
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import time
 from collections.abc import Iterator
@@ -38,7 +37,7 @@ from .ndr import (
     encode_del_request,
     encode_enum_request,
 )
-from .rules import not_found_status, session_matches
+from .rules import canonical_client_name, not_found_status, session_matches
 from .status import HostTimeoutError, NetApiError, NetApiStatus, ProtocolError, TransportError
 from .transport import SmbPipe
 
@@ -58,21 +57,8 @@ _CONNECTION_GONE = frozenset({
 _NOT_FOUND_STATUSES = (NetApiStatus.NERR_UserNotFound, NetApiStatus.NERR_ClientNameNotFound)
 
 
-def normalize_client_name(name: str) -> str:
-    """``\\\\name`` form: one leading ``\\\\``, IPv6 addresses in brackets.
-
-    ``127.0.0.2`` -> ``\\\\127.0.0.2``; ``::1`` -> ``\\\\[::1]``; ``\\\\WS1`` unchanged.
-    """
-    bare = name.lstrip("\\")
-    if bare.startswith("[") and bare.endswith("]"):
-        return "\\\\" + bare
-    try:
-        address = ipaddress.ip_address(bare)
-    except ValueError:
-        return "\\\\" + bare
-    if isinstance(address, ipaddress.IPv6Address):
-        return f"\\\\[{bare}]"
-    return "\\\\" + bare
+normalize_client_name = canonical_client_name
+"""``127.0.0.2`` -> ``\\\\127.0.0.2``; ``::1`` -> ``\\\\[::1]``; ``\\\\WS1`` unchanged (see rules)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,8 +24,10 @@ Choices the spec leaves open, made once here:
 from __future__ import annotations
 
 import enum
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .levels import LEVELS, MAX_PREFERRED_LENGTH, SessionInfo
 from .ndr import DelRequest, EnumRequest, EnumResponse
@@ -107,12 +109,31 @@ def _too_long(name: str | None) -> bool:
     return name is not None and utf16_length(name) + 1 > MAX_NAME_CHARS
 
 
+@lru_cache(maxsize=4096)
+def canonical_client_name(name: str) -> str:
+    """A client name as Windows writes sesi502_cname: ``\\\\NAME``, ``\\\\<ipv4>``, ``\\\\[<ipv6>]``.
+
+    One leading ``\\\\`` whatever was given (Samba sends none); an IP address in
+    its canonical text (``0:0::1`` -> ``::1``; IPv4-mapped IPv6 as IPv4); names
+    kept as they are.
+    """
+    bare = name.lstrip("\\")
+    if bare.startswith("[") and bare.endswith("]"):
+        bare = bare[1:-1]
+    host, _, scope = bare.partition("%")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "\\\\" + bare
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    text = f"{address}%{scope}" if scope else str(address)
+    return f"\\\\[{text}]" if ":" in text else "\\\\" + text
+
+
 def _client_key(name: str) -> str:
-    """Comparable form of a client name: no leading backslashes or IPv6 brackets, case-folded."""
-    name = name.lstrip("\\")
-    if name.startswith("[") and name.endswith("]"):
-        name = name[1:-1]
-    return name.casefold()
+    """Comparable form of a client name: canonical, case-folded."""
+    return canonical_client_name(name).casefold()
 
 
 def session_matches(info: SessionInfo, client_name: str | None, user_name: str | None) -> bool:

@@ -12,9 +12,11 @@ from smbsessions.rules import (
     ANONYMOUS,
     Caller,
     SessionInfoPolicy,
+    canonical_client_name,
     entry_size,
     enumerate_sessions,
     select_sessions_to_delete,
+    session_matches,
 )
 from smbsessions.status import NetApiStatus as S
 
@@ -275,3 +277,19 @@ class TestDelete:
             SESSIONS, DelRequest(client_name="\\\\127.0.0.4", user_name="bob"), ADMIN
         )
         assert result.status == S.NERR_ClientNameNotFound
+
+
+@pytest.mark.parametrize(
+    ("given", "canonical"),
+    [
+        ("127.0.0.2", "\\\\127.0.0.2"),
+        ("\\\\127.0.0.2", "\\\\127.0.0.2"),
+        ("::1", "\\\\[::1]"),
+        ("0:0::1", "\\\\[::1]"),
+        ("\\\\[::ffff:127.0.0.5]", "\\\\127.0.0.5"),
+        ("ws-one", "\\\\ws-one"),
+    ],
+)
+def test_client_names_compare_in_canonical_form(given: str, canonical: str) -> None:
+    assert canonical_client_name(given) == canonical
+    assert session_matches(SessionInfo(canonical.upper(), "alice", 0, 0, 0, 0), given, None)

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from smbsessions.levels import U32_MAX, SessionInfo, UserFlags
+from smbsessions.rules import canonical_client_name
 from smbsessions.server.types import SessionKey
 
 
@@ -23,7 +24,7 @@ def client_cname(address: str) -> str:
 
     An IPv4-mapped IPv6 address (``::ffff:127.0.0.2``) is shown as IPv4.
     """
-    return "\\\\" + bracketed(plain_address(address))
+    return canonical_client_name(address)
 
 
 def plain_address(address: str) -> str:
