@@ -213,7 +213,19 @@ def _from_samba_fields(values: dict[str, Any]) -> SessionInfo:
     return SessionInfo(**{SAMBA_FIELDS[k]: v for k, v in values.items() if k in SAMBA_FIELDS})
 
 
-class SambaPyPeer:
+class _ProcessPeer:
+    """A peer that starts a fresh client process per call: nothing to hold or close."""
+
+    def __init__(self, srv: OurServer, user: str, password: str,
+                 settle: Callable[[], object] | None = None) -> None:
+        self.srv, self.user, self.password = srv, user, password
+        self.settle = settle
+
+    def close(self) -> None:
+        pass
+
+
+class SambaPyPeer(_ProcessPeer):
     """Samba's PIDL-generated client (python3-samba), one connection per call.
 
     Its bindings raise on every WERROR but 0, WERR_MORE_DATA included, so a
@@ -223,14 +235,6 @@ class SambaPyPeer:
     name = "samba_py"
     pages = False
     any_level = False  # its bindings encode only 0, 1, 2, 10, 502
-
-    def __init__(self, srv: OurServer, user: str, password: str,
-                 settle: Callable[[], object] | None = None) -> None:
-        self.srv, self.user, self.password = srv, user, password
-        self.settle = settle
-
-    def close(self) -> None:
-        pass
 
     def enum(self, level: int, client: str | None = None, user: str | None = None,
              max_len: int = 0xFFFFFFFF, resume: int | None = 0) -> EnumResult:
@@ -449,7 +453,7 @@ def rpcclient_arg(value: str) -> str:
     return value.replace("\\", "\\\\")
 
 
-class RpcclientPeer:
+class RpcclientPeer(_ProcessPeer):
     """Samba's rpcclient (``netsessenum [client] [user] [level] [resume]``), one process per call.
 
     It always sends PreferedMaximumLength 0xFFFFFFFF, cannot send a user without
@@ -460,14 +464,6 @@ class RpcclientPeer:
     name = "rpcclient"
     pages = False
     any_level = True
-
-    def __init__(self, srv: OurServer, user: str, password: str,
-                 settle: Callable[[], object] | None = None) -> None:
-        self.srv, self.user, self.password = srv, user, password
-        self.settle = settle
-
-    def close(self) -> None:
-        pass
 
     def command(self, level: int, client: str | None, user: str | None, resume: int | None) -> str:
         args = ["netsessenum"]
