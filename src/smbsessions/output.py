@@ -44,13 +44,38 @@ _CELL_FORMATTERS: dict[str, Callable[[Any], str]] = {
 
 
 def printable(text: str) -> str:
-    """``text`` safe for a terminal: control and other unprintable characters escaped.
+    """``text`` safe for a terminal: every character Python does not count as printable escaped.
 
-    Names come from the server; a hostile one must not drive the terminal.
+    Names come from the server; a hostile one must not drive the terminal. C0
+    and C1 controls (ESC, BEL, U+009B CSI), bidi overrides (U+202E), line
+    separators and lone surrogates (``\\udcxx``) appear as Python escapes;
+    the result always encodes as UTF-8.
     """
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def _json_escape(char: str) -> str:
+    code = ord(char)
+    if code > 0xFFFF:  # a JSON \u escape holds 16 bits: a surrogate pair
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
+
+
+def json_text(value: Any) -> str:
+    """``value`` as compact JSON, non-ASCII kept readable, every unprintable character as ``\\uXXXX``.
+
+    Lossless (``json.loads`` gives back the same strings, lone surrogates
+    included), always valid UTF-8, and nothing in it can drive a terminal:
+    json itself escapes C0 controls, this escapes DEL, C1, bidi controls,
+    U+2028/2029, lone surrogates and the rest of what ``str.isprintable`` rejects.
+    """
+    text = json.dumps(value, ensure_ascii=False)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _json_escape(c) for c in text)
 
 
 def _cell(key: str, value: Any) -> str:
@@ -83,8 +108,10 @@ def session_table(records: Sequence[dict[str, Any]], level: int) -> str:
 
 
 def _csv_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return printable(value)
     if isinstance(value, list | dict):
-        return json.dumps(value, ensure_ascii=False)
+        return json_text(value)
     return "" if value is None else value
 
 
@@ -115,9 +142,9 @@ class RecordWriter:
         if self._csv is not None:
             self._csv.writerow({k: _csv_value(v) for k, v in record.items()})
         elif self.fmt == "jsonl":
-            self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self.stream.write(json_text(record) + "\n")
         else:
-            self.stream.write(("," if self.count else "") + "\n  " + json.dumps(record, ensure_ascii=False))
+            self.stream.write(("," if self.count else "") + "\n  " + json_text(record))
         self.count += 1
         self.stream.flush()
 
