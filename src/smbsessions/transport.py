@@ -63,6 +63,7 @@ from smbprotocol.session import (
     SMB2SessionSetupRequest,
     SMB2SessionSetupResponse,
 )
+from smbprotocol.transport import Tcp
 from smbprotocol.tree import TreeConnect
 from spnego import NTLMHash
 
@@ -71,6 +72,7 @@ from smbsessions.status import (
     AuthenticationError,
     HostTimeoutError,
     HostUnreachableError,
+    ProtocolError,
     SmbSessionsError,
     TransportError,
     UnsupportedDialectError,
@@ -88,6 +90,15 @@ MAX_TRANSCEIVE_OUTPUT = 65536
 # without a handler of its own that would reach stderr through logging's last
 # resort. A NullHandler keeps it quiet unless the application configures logging.
 logging.getLogger("smbprotocol").addHandler(logging.NullHandler())
+
+MAX_MESSAGE_BYTES = MAX_TRANSCEIVE_OUTPUT + 8192
+"""Largest SMB message accepted from a server. No request of ours asks for more than
+``MAX_TRANSCEIVE_OUTPUT`` bytes of output, so a reply is at most that plus its headers
+(SMB2 header, command structure, transform header when encrypted). A longer claimed
+length is refused before anything is allocated for it."""
+
+_SMB_MAGICS = (b"\xfeSMB", b"\xfdSMB")  # a plain SMB2 message, an SMB3 transform (encrypted)
+_SMB1_MAGIC = b"\xffSMB"
 
 _MAX_MESSAGE_READS = 1024  # bounds the reads that finish one overflowing pipe message
 _TEARDOWN_JOIN_SECONDS = 2.0
@@ -140,6 +151,60 @@ class _DeadlineExpired(Exception):
     """Internal: a reply did not come before the connection's deadline."""
 
 
+class _BoundedTcp(Tcp):  # type: ignore[misc]  # smbprotocol is untyped
+    """smbprotocol's Direct TCP transport, checking what the peer claims before believing it.
+
+    smbprotocol allocates a buffer of whatever length the 4-byte header claims (an
+    HTTP server's ``HTTP`` is 1.2 GB, ``FF FF FF FF`` 4 GB). Here the header is
+    checked first: MS-SMB2 2.1 makes its first byte zero, and no reply of ours can
+    exceed ``MAX_MESSAGE_BYTES``; the message must then start with an SMB2 (or SMB3
+    transform) protocol id. Anything else ends the connection quietly (EOF for
+    smbprotocol's receive thread, so it logs no traceback); ``violation`` says why
+    and ``smb1_answer`` records an SMB1 reply to our SMB2 NEGOTIATE.
+    """
+
+    violation: str | None = None
+    smb1_answer: bool = False
+
+    def recv(self, timeout: float) -> bytes:
+        head, timeout = self._recv(4, timeout)
+        if not head:
+            return b""
+        length = int.from_bytes(head, "big")
+        if head[0] != 0:
+            return self._refuse(f"not an SMB server (it sent {_preview(head)})")
+        if length > MAX_MESSAGE_BYTES:
+            return self._refuse(
+                f"not an SMB server (it announced a {length:,}-byte message; "
+                f"no reply may exceed {MAX_MESSAGE_BYTES:,} bytes)"
+            )
+        if length < 4:
+            return self._refuse(f"not an SMB server (it sent a {length}-byte message)")
+        body, _ = self._recv(length, timeout)
+        if not body:
+            return b""
+        magic = bytes(body[:4])
+        if magic == _SMB1_MAGIC:
+            self.smb1_answer = True
+            return self._refuse("the server answered in SMB1")
+        if magic not in _SMB_MAGICS:
+            return self._refuse(f"not an SMB server (it sent {_preview(body)})")
+        return cast(bytes, body)
+
+    def _refuse(self, reason: str) -> bytes:
+        if self.violation is None:
+            self.violation = reason
+        self.close()
+        return b""
+
+
+def _preview(data: bytes) -> str:
+    """The first bytes a peer sent, quoted safely for a message."""
+    text = bytes(data[:24]).decode("latin-1")
+    shown = "".join(c if " " <= c <= "~" else f"\\x{ord(c):02x}" for c in text)
+    return f"'{shown}'" + ("..." if len(data) > 24 else "")
+
+
 class _DeadlineConnection(Connection):  # type: ignore[misc]  # smbprotocol is untyped
     """A smbprotocol Connection whose every wait for a reply honours ``deadline``.
 
@@ -151,6 +216,30 @@ class _DeadlineConnection(Connection):  # type: ignore[misc]  # smbprotocol is u
     """
 
     deadline: float | None = None
+    _bounded_transport: _BoundedTcp | None = None
+
+    # smbprotocol's connect() builds its own Tcp; every transport it assigns is made a
+    # _BoundedTcp (same object, checked recv) before the receive thread starts.
+    @property
+    def transport(self) -> Any:
+        return self._bounded_transport
+
+    @transport.setter
+    def transport(self, value: Any) -> None:
+        if value is not None and type(value) is Tcp:
+            value.__class__ = _BoundedTcp
+        self._bounded_transport = value
+
+    @property
+    def violation(self) -> str | None:
+        """Why the peer's bytes were refused (not SMB, oversized), or None."""
+        transport = self._bounded_transport
+        return None if transport is None else transport.violation
+
+    @property
+    def smb1_answer(self) -> bool:
+        transport = self._bounded_transport
+        return bool(transport is not None and transport.smb1_answer)
 
     def receive(
         self,
@@ -464,7 +553,7 @@ class SmbPipe:
                 raise
             if phase == "connect" and connection.dialect is None and _worker_started(connection):
                 phase = "negotiate"
-            raise _translate(exc, phase, where, timeout, host, port, deadline) from None
+            raise _translate(exc, phase, where, timeout, host, port, deadline, connection) from None
         connection.deadline = None
         return pipe_obj
 
@@ -601,7 +690,10 @@ class SmbPipe:
                 f"{self._where()}: {what} failed: {name} (0x{status:08X})", ntstatus=status
             ) from None
         except Exception as exc:
+            refused = _refused(self._connection, self._where(), what)
             self.close()
+            if refused is not None:
+                raise refused from None
             if _is_timeout(exc):
                 raise HostTimeoutError(f"{self._where()}: no reply to {what} within {budget:g} s") from None
             raise TransportError(
@@ -685,7 +777,11 @@ def _translate(
     host: str,
     port: int,
     deadline: float,
+    connection: _DeadlineConnection,
 ) -> SmbSessionsError:
+    refused = _refused(connection, where, phase)
+    if refused is not None:
+        return refused
     if _is_timeout(exc):
         return HostTimeoutError(f"{where}: no reply within {timeout:g} s, during {phase}")
     if isinstance(exc, SMBResponseException):
@@ -698,13 +794,14 @@ def _translate(
             return UnsupportedDialectError(text, ntstatus=status)
         return TransportError(text, ntstatus=status)
     if phase == "negotiate":
-        if _speaks_only_smb1(host, port, deadline):
-            return UnsupportedDialectError(
-                f"{where}: the server speaks only SMB1; SMB1 is not supported (SMB 2/3 only)"
-            )
-        return TransportError(
-            f"{where}: the SMB2 NEGOTIATE failed ({_describe(exc)}); the server may not speak SMB 2/3"
-        )
+        closed = isinstance(exc, SMBConnectionClosed | OSError)
+        # Only an SMB1 answer makes a server "SMB1-only": to our SMB2 NEGOTIATE, or,
+        # when that connection was just closed, to an SMB1 NEGOTIATE on a new one.
+        if closed and _speaks_only_smb1(host, port, deadline):
+            return _smb1_only(where)
+        if closed:
+            return HostUnreachableError(f"{where}: the server closed the connection during negotiate")
+        return TransportError(f"{where}: the SMB2 NEGOTIATE failed ({_describe(exc)})")
     if phase == "session setup" and isinstance(exc, SMBAuthenticationError):
         return AuthenticationError(f"{where}: logon failed: {exc}")
     if phase == "session setup" and type(exc) is SMBException:
@@ -714,6 +811,22 @@ def _translate(
     if isinstance(exc, SMBConnectionClosed | OSError):
         return TransportError(f"{where}: the server closed the connection during {phase}")
     return TransportError(f"{where}: {phase} failed ({_describe(exc)})")
+
+
+def _smb1_only(where: str) -> UnsupportedDialectError:
+    return UnsupportedDialectError(
+        f"{where}: the server speaks only SMB1; SMB1 is not supported (SMB 2/3 only)"
+    )
+
+
+def _refused(connection: _DeadlineConnection, where: str, phase: str) -> SmbSessionsError | None:
+    """The error for a peer whose bytes the transport refused (see ``_BoundedTcp``), if any."""
+    if connection.smb1_answer:
+        return _smb1_only(where)
+    violation = connection.violation
+    if violation is None:
+        return None
+    return ProtocolError(f"{where}: {violation}, during {phase}")
 
 
 def _describe(exc: BaseException) -> str:

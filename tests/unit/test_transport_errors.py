@@ -20,6 +20,7 @@ from smbsessions.status import (
     AuthenticationError,
     HostTimeoutError,
     HostUnreachableError,
+    ProtocolError,
     TransportError,
     UnsupportedDialectError,
 )
@@ -206,16 +207,18 @@ def test_smb1_only_server_is_unsupported_dialect(threads_before: set[threading.T
     assert_no_new_smb_threads(threads_before)
 
 
-def test_server_hanging_up_is_a_transport_error_not_a_dialect_error() -> None:
-    with fake_server(close_at_once) as port, pytest.raises(TransportError, match="NEGOTIATE") as info:
+def test_server_hanging_up_during_negotiate_is_unreachable_not_a_dialect_error() -> None:
+    with (
+        fake_server(close_at_once) as port,
+        pytest.raises(HostUnreachableError, match="closed the connection during negotiate"),
+    ):
         SmbPipe.open("127.0.0.1", port, credentials=ALICE, timeout=OPEN_TIMEOUT * 3)
-    assert not isinstance(info.value, UnsupportedDialectError | HostTimeoutError)
 
 
-def test_non_smb_answer_is_a_transport_error(threads_before: set[threading.Thread]) -> None:
-    with fake_server(garbage) as port, pytest.raises(TransportError) as info:
+def test_non_smb_answer_is_a_protocol_error(threads_before: set[threading.Thread]) -> None:
+    with fake_server(garbage) as port, pytest.raises(ProtocolError, match="not an SMB server") as info:
         SmbPipe.open("127.0.0.1", port, credentials=ALICE, timeout=OPEN_TIMEOUT * 3)
-    assert not isinstance(info.value, UnsupportedDialectError | HostTimeoutError)
+    assert "'HTTP/1.0 400 Bad Reques" in str(info.value)
     assert_no_new_smb_threads(threads_before)
 
 

@@ -1,0 +1,139 @@
+"""Hosts that are not polite SMB servers: memory and time stay bounded (issue 9, item 1).
+
+smbprotocol allocates whatever length the 4-byte Direct TCP header claims; an HTTP
+server's ``HTTP`` (1.2 GB) or ``FF FF FF FF`` (4 GB) used to be believed. Each case
+runs the real command line in a subprocess and reads that process tree's peak RSS
+from ``wait4``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import pytest
+
+from smbsessions.auth import Credentials
+from smbsessions.status import HostTimeoutError, ProtocolError
+from smbsessions.transport import MAX_MESSAGE_BYTES, SmbPipe
+
+from .test_transport_errors import Handler, fake_server
+
+ALICE = Credentials("alice", password="alicepw")
+RSS_LIMIT_KB = 150 * 1024
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+def http_400(conn: socket.socket, stop: threading.Event) -> None:
+    conn.recv(4096)
+    conn.sendall(b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/html\r\n\r\n<html>bad</html>\r\n")
+    stop.wait(10)
+
+
+def huge_length(conn: socket.socket, stop: threading.Event) -> None:
+    conn.recv(4096)
+    conn.sendall(b"\xff\xff\xff\xff" + b"\xfeSMB" + bytes(60))
+    stop.wait(10)
+
+
+def oversized_but_plausible(conn: socket.socket, stop: threading.Event) -> None:
+    # First byte zero as MS-SMB2 2.1 wants, but 16 MB: more than any reply we ask for.
+    conn.recv(4096)
+    conn.sendall(b"\x00\xff\xff\xff" + b"\xfeSMB" + bytes(60))
+    stop.wait(10)
+
+
+def trickle_huge(conn: socket.socket, stop: threading.Event) -> None:
+    conn.recv(4096)
+    for byte in b"\x00\x00\xff\xf0\xfeSMB" + bytes(64):
+        if stop.wait(0.5):
+            return
+        conn.sendall(bytes([byte]))
+
+
+@pytest.mark.parametrize(
+    ("handler", "text"),
+    [
+        (http_400, "not an SMB server (it sent 'HTTP')"),
+        (huge_length, "not an SMB server (it sent '\\xff\\xff\\xff\\xff')"),
+        (oversized_but_plausible, f"no reply may exceed {MAX_MESSAGE_BYTES:,} bytes"),
+    ],
+)
+def test_a_claimed_length_is_checked_before_allocating(handler: Handler, text: str) -> None:
+    with fake_server(handler) as port, pytest.raises(ProtocolError) as info:
+        SmbPipe.open("127.0.0.1", port, credentials=ALICE, timeout=3.0)
+    assert text in str(info.value)
+    assert "during negotiate" in str(info.value)
+
+
+def test_a_trickled_header_is_a_timeout() -> None:
+    with fake_server(trickle_huge) as port, pytest.raises(HostTimeoutError, match="1 s"):
+        SmbPipe.open("127.0.0.1", port, credentials=ALICE, timeout=1.0)
+
+
+# ---------------------------------------------------------------- whole commands, measured
+
+
+def run_measured(args: list[str], limit: float = 60.0) -> tuple[int, int, float, str]:
+    """Run ``smbsessions ARGS``; (exit code, peak RSS of the tree in KiB, seconds, stderr)."""
+    env = {**os.environ, "PYTHONPATH": SRC, "SMBSESSIONS_PASSWORD": "alicepw"}
+    code = "import sys; from smbsessions.cli import main; sys.exit(main(sys.argv[1:]))"
+    start = time.monotonic()
+    with subprocess.Popen(
+        [sys.executable, "-c", code, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    ) as process:
+        assert process.stderr is not None
+        stderr = b""
+        timer = threading.Timer(limit, process.kill)
+        timer.start()
+        try:
+            stderr = process.stderr.read()
+            _, status, usage = os.wait4(process.pid, 0)
+        finally:
+            timer.cancel()
+        process.returncode = os.waitstatus_to_exitcode(status)
+    return process.returncode, int(usage.ru_maxrss), time.monotonic() - start, stderr.decode()
+
+
+@pytest.mark.parametrize("handler", [http_400, huge_length, trickle_huge])
+def test_enum_against_a_hostile_host_stays_small(handler: Handler) -> None:
+    with fake_server(handler) as port:
+        code, rss_kb, seconds, stderr = run_measured(
+            ["enum", f"127.0.0.1:{port}", "-U", "alice", "--timeout", "3"]
+        )
+    assert rss_kb < RSS_LIMIT_KB, f"peak RSS {rss_kb} KiB"
+    assert "Traceback" not in stderr
+    if handler is trickle_huge:
+        assert code == 7 and "3 s" in stderr
+    else:
+        assert code == 8 and "not an SMB server" in stderr
+    # Loose guard only (shared CPUs): the old behaviour took 8 s for a 3 s timeout.
+    assert seconds < 20
+
+
+@contextmanager
+def hostile_hosts(count: int) -> Iterator[list[int]]:
+    handlers: list[Handler] = [http_400, huge_length, trickle_huge, oversized_but_plausible]
+    with ExitStack() as stack:
+        yield [stack.enter_context(fake_server(handlers[i % len(handlers)])) for i in range(count)]
+
+
+def test_sweep_of_64_hostile_hosts_stays_small(tmp_path: Path) -> None:
+    targets = tmp_path / "targets.txt"
+    with hostile_hosts(64) as ports:
+        targets.write_text("".join(f"127.0.0.1:{port}\n" for port in ports))
+        code, rss_kb, seconds, stderr = run_measured(
+            ["sweep", "-f", str(targets), "-U", "alice", "--timeout", "3", "--concurrency", "64"]
+        )
+    assert code == 9, stderr
+    assert "Traceback" not in stderr
+    assert "error 48" in stderr and "timeout 16" in stderr
+    assert rss_kb < RSS_LIMIT_KB, f"peak RSS {rss_kb} KiB"
+    assert seconds < 30
