@@ -149,6 +149,7 @@ def parse_target(spec: str) -> TargetSpec:
     name, so a password may contain ``:``. No error message repeats the
     credentials part.
     """
+    spec = _strip_host_prefix(spec)
     who, at, hostport = spec.rpartition("@")
     credentials: Credentials | None = None
     if at:
@@ -159,6 +160,25 @@ def parse_target(spec: str) -> TargetSpec:
         credentials = Credentials(username=user, domain=domain, password=password if colon else None)
     host, port = parse_host_port(hostport)
     return TargetSpec(credentials, host, port)
+
+
+def _strip_host_prefix(spec: str) -> str:
+    """``\\\\server`` (UNC, as ``net session \\\\server``) and ``smb://[user@]host[:port][/path]``
+    to the plain form; anything after the host (a share, a path) is ignored."""
+    if spec[:6].lower() == "smb://":
+        authority = spec[6:].partition("/")[0]
+        # smb://DOMAIN;USER[:PASSWORD]@HOST (the SMB URI draft) -> DOMAIN/USER
+        who, at, host = authority.rpartition("@")
+        if at and ";" in who.partition(":")[0]:
+            who = who.replace(";", "/", 1)
+        return f"{who}{at}{host}"
+    if spec.startswith(("\\\\", "//")):
+        rest = spec[2:]
+        for index, char in enumerate(rest):
+            if char in "\\/":
+                return rest[:index]
+        return rest
+    return spec
 
 
 SMB_PORT = 445
@@ -197,7 +217,16 @@ def parse_host_port(text: str) -> tuple[str, int | None]:
     host, colon, port_text = text.partition(":")
     if not host:
         raise ValueError("the host before ':' is empty")
+    if _DIGITS_AND_DOTS.fullmatch(host):
+        # No DNS name is all digits: 127.0.0.300 is a mistyped address, not a name.
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError(f"{host} is not a valid IPv4 address") from None
     return host, _parse_port(port_text) if colon else None
+
+
+_DIGITS_AND_DOTS = re.compile(r"[0-9.]+")
 
 
 def _check_ipv6(text: str) -> None:
@@ -301,3 +330,31 @@ def resolve_password(
     except (EOFError, KeyboardInterrupt):
         raise AuthenticationError(f"no password entered for {credentials.principal}") from None
     return replace(credentials, password=password)
+
+
+_AUTH_FILE_KEYS = ("username", "password", "domain")
+
+
+def parse_authentication_file(text: str) -> Credentials:
+    """Credentials from smbclient's ``-A`` file: ``username = U``, ``password = P``, ``domain = D``.
+
+    Blank lines and ``#``/``;`` comments are skipped; the user name may carry
+    the domain (``CORP/alice``). No password line means "ask" (see
+    ``resolve_password``). Errors give the line number, never a line's value.
+    """
+    values: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped[0] in "#;":
+            continue
+        key, equals, value = stripped.partition("=")
+        key = key.strip().lower()
+        if not equals or key not in _AUTH_FILE_KEYS:
+            raise ValueError(f"line {number}: expected 'username = ...', 'password = ...' or 'domain = ...'")
+        values[key] = value.strip()
+    if not values.get("username"):
+        raise ValueError("no 'username = ...' line")
+    domain, user = _split_domain(values["username"])
+    if not user:
+        raise ValueError("the user name is empty")
+    return Credentials(username=user, domain=values.get("domain") or domain, password=values.get("password"))
