@@ -10,9 +10,12 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Iterable, Sequence
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from .levels import FIELD_BY_WIN32_KEY, U32_MAX, columns, user_flag_names
+
+if TYPE_CHECKING:
+    from .client import Session
 
 FORMATS = ("table", "json", "jsonl", "csv")
 
@@ -100,11 +103,57 @@ def render_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+OWN_MARK = " *"
+"""Appended to the client cell of the command's own session in a table."""
+
+
 def session_table(records: Sequence[dict[str, Any]], level: int) -> str:
-    """The session records of one level as a table (durations and flag names spelled out)."""
+    """The session records of one level as a table (durations and flag names spelled out).
+
+    The command's own session (``own_session``) gets ``OWN_MARK`` after its client name.
+    """
     keys = columns(level)
     headers = [FIELD_BY_WIN32_KEY[k].title for k in keys]
-    return render_table(headers, ([_cell(k, r.get(k)) for k in keys] for r in records))
+
+    def row(record: dict[str, Any]) -> list[str]:
+        cells = [_cell(k, record.get(k)) for k in keys]
+        if record.get("own_session"):
+            cells[0] += OWN_MARK
+        return cells
+
+    return render_table(headers, (row(r) for r in records))
+
+
+TIME_KEYS = ("active_time", "idle_time")
+
+
+def session_records(
+    sessions: Iterable[Session],
+    host: str,
+    port: int,
+    *,
+    timestamp: str | None = None,
+    normalise_times: bool = True,
+) -> list[dict[str, Any]]:
+    """Output records of enumerated sessions: ``host``, ``port``, the level's pywin32 keys,
+    ``client_name_raw``, ``level``, ``own_session`` and (if given) ``timestamp``.
+
+    ``normalise_times`` writes a time of 0xFFFFFFFF (Samba's "under a second
+    ago") as 0, so JSON and CSV carry no sentinel; the table spells it ``<1s``.
+    """
+    records = []
+    for session in sessions:
+        record: dict[str, Any] = {"host": host, "port": port}
+        record.update(session.to_dict())
+        if normalise_times:
+            for key in TIME_KEYS:
+                if record.get(key) == U32_MAX:
+                    record[key] = 0
+        record["own_session"] = bool(getattr(session, "own_session", False))
+        if timestamp is not None:
+            record["timestamp"] = timestamp
+        records.append(record)
+    return records
 
 
 def _csv_value(value: Any) -> Any:
@@ -156,7 +205,7 @@ class RecordWriter:
 
 def session_columns(level: int) -> list[str]:
     """CSV columns for sessions of ``level``."""
-    return [*columns(level), "client_name_raw", "level"]
+    return ["host", "port", *columns(level), "client_name_raw", "level", "own_session"]
 
 
 def write_sessions(records: Iterable[dict[str, Any]], level: int, fmt: str, stream: IO[str]) -> int:
