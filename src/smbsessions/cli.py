@@ -338,9 +338,14 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     _add_get_parser(commands)
     _add_delete_parser(commands)
     chosen = None if argv is None else _chosen_command(argv)
+    chosen_module = OPTIONAL_COMMANDS[chosen][0] if chosen in OPTIONAL_COMMANDS else None
+    imported: set[str] = set()
     for name, (module, summary) in OPTIONAL_COMMANDS.items():
-        if argv is None or name == chosen:
-            _add_optional_command(commands, name, module)
+        if argv is None or module == chosen_module:
+            # A module may register several commands (watch and history): import it once.
+            if module not in imported:
+                imported.add(module)
+                _add_optional_command(commands, name, module)
         else:
             commands.add_parser(name, help=summary, add_help=False)
     for sub in commands.choices.values():
