@@ -26,6 +26,7 @@ from typing import Any
 from .auth import Credentials
 from .dcerpc import DEFAULT_MAX_FRAG, MAX_FRAG, PduStream, RpcClientConnection
 from .levels import FALLBACK_ORDER, MAX_PREFERRED_LENGTH, SessionInfo, check_level
+from .logon_guard import LogonGuard
 from .ndr import (
     OPNUM_NETR_SESSION_DEL,
     OPNUM_NETR_SESSION_ENUM,
@@ -146,12 +147,20 @@ class SessionClient:
         credentials: Credentials,
         timeout: float = 10.0,
         require_encryption: bool = False,
+        deadline: float | None = None,
+        logon_guard: LogonGuard | None = None,
     ) -> None:
+        """``timeout``: seconds for connecting and for each call. ``deadline``: a
+        ``time.monotonic()`` by which everything this client does must be over (one
+        budget for a whole command); waits and work past it raise ``HostTimeoutError``.
+        ``logon_guard``: a sweep's lockout protection around the logon."""
         self.host = host
         self.port = port
         self.credentials = credentials
         self.timeout = timeout
         self.require_encryption = require_encryption
+        self.deadline = deadline
+        self.logon_guard = logon_guard
         self._pipe: SmbPipe | None = None
         self._aborted = False
         self._rpc = RpcClientConnection(max_xmit_frag=DEFAULT_MAX_FRAG, max_recv_frag=MAX_FRAG)
@@ -173,6 +182,8 @@ class SessionClient:
             credentials=self.credentials,
             timeout=self.timeout,
             require_encryption=self.require_encryption,
+            deadline=self.deadline,
+            logon_guard=self.logon_guard,
         )
         try:
             reply = pipe.transceive(self._rpc.bind(), MAX_FRAG)

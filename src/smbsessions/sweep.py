@@ -22,7 +22,12 @@ Targets (parsing, lazy expansion, de-duplication) live in ``targets.py``.
                   servers, SMB errors, other NET_API_STATUS values
   skipped         never attempted because ``--deadline`` ran out first; a
                   ``--resume`` run tries these hosts again
+  not-attempted   never logged on to: ``max_logon_failures`` hosts in a row
+                  refused the logon, so the sweep stopped trying the password
+                  (``logon_guard.py``); ``--resume`` tries these again
   ==============  ==========================================================
+
+  ``SweepStatus`` declares them once, with the descriptions the CLI shows.
 
 * **Engine** (``HostRunner``, ``run_sweep``): worker processes (one per CPU by
   default), each running a pool of threads; the parent hands out targets with
@@ -36,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import json
 import math
 import multiprocessing
@@ -46,10 +52,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import IO, Any, NamedTuple
 
 from .auth import Credentials
 from .client import SessionClient
+from .logon_guard import DEFAULT_MAX_LOGON_FAILURES, LogonGuard, LogonNotAttempted
 from .status import (
     AuthenticationError,
     HostTimeoutError,
@@ -60,24 +68,51 @@ from .status import (
     RpcFaultError,
     TransportError,
     UnsupportedDialectError,
+    ntstatus_name,
 )
 from .targets import Target, record_key
-from .transport import ntstatus_name
 
-STATUSES: tuple[str, ...] = (
-    "ok",
-    "ok-empty",
-    "denied",
-    "invalid-level",
-    "auth-failed",
-    "unreachable",
-    "timeout",
-    "error",
-    "skipped",
-)
+
+class SweepStatus(StrEnum):
+    """The status of one host's record, with what it means (declared once: help and docs use it)."""
+
+    OK = "ok"
+    OK_EMPTY = "ok-empty"
+    DENIED = "denied"
+    INVALID_LEVEL = "invalid-level"
+    AUTH_FAILED = "auth-failed"
+    UNREACHABLE = "unreachable"
+    TIMEOUT = "timeout"
+    ERROR = "error"
+    SKIPPED = "skipped"
+    NOT_ATTEMPTED = "not-attempted"
+
+    @property
+    def description(self) -> str:
+        return STATUS_DESCRIPTIONS[self]
+
+
+STATUS_DESCRIPTIONS: dict[SweepStatus, str] = {
+    SweepStatus.OK: "enumeration succeeded, sessions listed",
+    SweepStatus.OK_EMPTY: "enumeration succeeded, no session; also when --user/--client matched "
+    "nothing (NERR_UserNotFound: the normal case of a hunt; see \"note\")",
+    SweepStatus.DENIED: "ERROR_ACCESS_DENIED at every level (hardened host)",
+    SweepStatus.INVALID_LEVEL: "the requested --level is not served",
+    SweepStatus.AUTH_FAILED: "the logon was refused",
+    SweepStatus.UNREACHABLE: "no TCP connection, or the host closed it before answering",
+    SweepStatus.TIMEOUT: "no complete answer within --timeout (per host), or cut by --deadline",
+    SweepStatus.ERROR: "protocol error (not an SMB server), DCE/RPC fault, SMB1-only server, other status",
+    SweepStatus.SKIPPED: "not attempted: --deadline ran out first (--resume retries these)",
+    SweepStatus.NOT_ATTEMPTED: "not attempted: hosts in a row refused the logon, the sweep stopped "
+    "to spare the account a lockout (--resume retries these)",
+}
+
+STATUSES: tuple[str, ...] = tuple(status.value for status in SweepStatus)
 ANSWERED = frozenset({"ok", "ok-empty"})
 """Statuses of hosts whose enumeration succeeded (they expose sessions to the account)."""
-RETRIED_ON_RESUME = frozenset({"skipped"})
+RETRIED_ON_RESUME = frozenset({"skipped", "not-attempted"})
+UNREACHABLE_STATUSES = frozenset({"unreachable", "timeout", "skipped", "not-attempted"})
+"""Hosts that gave no answer at all: normal in a range, apart from real failures."""
 WORKER_DIED = "WorkerDied"
 """``error`` of hosts lost with a worker process that crashed; ``--resume`` retries them too."""
 
@@ -125,6 +160,8 @@ def classify(exc: BaseException) -> Classified:
             return Classified("ok-empty", None, None, "", f"{exc.name}: no session matched the qualifier")
         status = _NET_API_STATUSES.get(exc.status, "error")
         return Classified(status, exc.name, exc.status, detail)
+    if isinstance(exc, LogonNotAttempted):
+        return Classified("not-attempted", None, None, detail)
     if isinstance(exc, AuthenticationError):
         return Classified("auth-failed", _nt_name(exc.ntstatus), exc.ntstatus, detail)
     if isinstance(exc, HostUnreachableError):
@@ -297,6 +334,10 @@ class SweepConfig:
     deadline: float | None = None
     """Absolute ``time.monotonic()`` at which the whole sweep ends (None: no limit)."""
     require_encryption: bool = False
+    max_logon_failures: int = DEFAULT_MAX_LOGON_FAILURES
+    """Stop logging on after this many refusals in a row (0: never stop; see ``logon_guard``)."""
+    logon_guard: LogonGuard | None = field(default=None, compare=False)
+    """Shared by the workers; ``run_sweep`` creates it from ``max_logon_failures``."""
 
     def __post_init__(self) -> None:
         if self.timeout <= 0:
@@ -315,6 +356,8 @@ def probe_host(target: Target, config: SweepConfig, client: SessionClient | None
             credentials=config.credentials,
             timeout=_call_timeout(config, start),
             require_encryption=config.require_encryption,
+            deadline=start + config.timeout,
+            logon_guard=config.logon_guard,
         )
     try:
         with client:
@@ -444,12 +487,16 @@ class HostRunner:
         by_deadline = config.deadline is not None and config.deadline < limit
         if by_deadline and config.deadline is not None:
             limit = config.deadline
+        extra: dict[str, Any] = {"deadline": min(limit, now + config.timeout)}
+        if config.logon_guard is not None:
+            extra["logon_guard"] = config.logon_guard
         client = self._client_class(
             target.host,
             target.port,
             credentials=config.credentials,
             timeout=_call_timeout(config, now),
             require_encryption=config.require_encryption,
+            **extra,
         )
         running = _Running(target, now, limit, by_deadline, client)
         with self._lock:
@@ -526,6 +573,12 @@ class SweepStats:
     by_status: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     interrupted: bool = False
+    logon_guard: LogonGuard | None = None
+    """The run's lockout protection (``stopped`` says whether it ended the sweep)."""
+
+    @property
+    def logon_stopped(self) -> bool:
+        return self.logon_guard is not None and self.logon_guard.stopped
 
     def add(self, record: dict[str, Any]) -> None:
         self.done += 1
@@ -640,6 +693,10 @@ def run_sweep(
     split = split_concurrency(concurrency, processes or default_processes())
     workers = [_Worker(i, n) for i, n in enumerate(split)]
     in_process = len(workers) == 1 and (processes or default_processes()) <= 1
+    if config.logon_guard is None and config.max_logon_failures > 0 and not config.credentials.anonymous:
+        guard = LogonGuard(config.max_logon_failures, None if in_process else _mp_context())
+        config = dataclasses.replace(config, logon_guard=guard)
+    stats.logon_guard = config.logon_guard
     results: Any
     stop: Any
     if in_process:
@@ -716,12 +773,17 @@ def _dispatch(
     while True:
         now = time.monotonic()
         past_deadline = config.deadline is not None and now >= config.deadline
-        if past_deadline:
-            # Not handed out before the deadline: skipped, a bounded batch per turn.
+        logon_stopped = config.logon_guard is not None and config.logon_guard.stopped
+        if past_deadline or logon_stopped:
+            # Not handed out in time, or the logon was refused too often: a bounded batch per turn.
+            status, note = (
+                ("skipped", "the sweep deadline ran out first") if past_deadline
+                else ("not-attempted", "hosts in a row refused the logon; the sweep stopped logging on")
+            )
             for _ in range(1000):
                 if pending is None:
                     break
-                record = host_record(pending, "skipped", elapsed=0.0, note="the sweep deadline ran out first")
+                record = host_record(pending, status, elapsed=0.0, note=note)
                 stats.add(record)
                 on_record(record)
                 pending = next(targets, None)
@@ -746,7 +808,8 @@ def _dispatch(
         ):
             _give_up(workers, on_record, stats, "the worker did not report before the sweep deadline")
             continue
-        wait = 0.1 if (pending is None or past_deadline or _least_loaded(workers) is None) else 0.0
+        idle = pending is None or past_deadline or logon_stopped or _least_loaded(workers) is None
+        wait = 0.1 if idle else 0.0
         _collect(workers, results, on_record, stats, wait)
         _check_workers(workers, on_record, stats)
         if on_tick is not None:

@@ -25,6 +25,7 @@ from .cli import (
     port_number,
     positive_seconds,
 )
+from .logon_guard import DEFAULT_MAX_LOGON_FAILURES
 from .output import RecordWriter, printable
 from .sweep import (
     ANSWERED,
@@ -32,6 +33,7 @@ from .sweep import (
     STATUSES,
     SweepConfig,
     SweepStats,
+    SweepStatus,
     read_resume,
     run_sweep,
     trim_partial_line,
@@ -49,36 +51,33 @@ from .targets import (
 
 EXIT_OK = 0
 EXIT_USAGE = 2
+EXIT_AUTH = 6
 EXIT_SOME_FAILED = 9
 EXIT_INTERRUPTED = 130
 
 SWEEP_FORMATS = ("jsonl", "csv", "table")
 MAX_LISTED_HOSTS = 20
 
-EPILOG = """\
-statuses (one record per host, field "status"):
-  ok             enumeration succeeded, sessions listed
-  ok-empty       enumeration succeeded, no session; also when --user/--client
-                 matched nothing (NERR_UserNotFound: the normal case of a hunt; see "note")
-  denied         ERROR_ACCESS_DENIED at every level (hardened host)
-  invalid-level  the requested --level is not served
-  auth-failed    the logon was refused
-  unreachable    no TCP connection
-  timeout        no complete answer within --timeout (the per-host limit, enforced
-                 by a watchdog at timeout + under 1 s), or cut by --deadline
-  error          protocol error, DCE/RPC fault, SMB1-only server, other status
-  skipped        not attempted: --deadline ran out first (--resume retries these)
-
+EPILOG = (
+    "statuses (one record per host, field \"status\"):\n"
+    + "".join(f"  {status.value:<14} {status.description}\n" for status in SweepStatus)
+    + """
 exit codes:
   0    the sweep ran and every host answered (ok / ok-empty)
   9    the sweep ran; some hosts did not answer (any other status)
+  6    the sweep stopped logging on: every host tried refused the logon (check the password)
   2    usage error (bad option or command-line target, --resume without --output)
   130  interrupted (Ctrl-C / SIGTERM); every finished host is in the output: use --resume
   1    unexpected error
 
 bad entries in --targets-file are reported on stderr (file:line) and skipped.
 --resume appends: a host recorded as skipped earlier gets a second record; the last one counts.
+lockout protection: until one host accepts the logon, hosts log on one at a time; after
+--max-logon-failures (default 3) refusals in a row (wrong password, locked out, disabled,
+expired...) the sweep stops logging on and records the rest as not-attempted (exit 6).
+With local accounts that differ per host, use --continue-on-auth-failure.
 """
+)
 
 
 def add_parser(commands: Any) -> None:
@@ -119,6 +118,13 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("-o", "--output", metavar="FILE", help="write records here instead of stdout")
     parser.add_argument("--resume", action="store_true",
                         help="skip hosts already recorded in --output and append to it")
+    guard = parser.add_mutually_exclusive_group()
+    guard.add_argument("--max-logon-failures", type=int, default=DEFAULT_MAX_LOGON_FAILURES, metavar="N",
+                       help="stop logging on after N hosts in a row refused the logon, so a wrong "
+                            f"password cannot lock the account out (default {DEFAULT_MAX_LOGON_FAILURES})")
+    guard.add_argument("--continue-on-auth-failure", action="store_true",
+                       help="log on to every host whatever earlier hosts answered (local accounts "
+                            "that differ per host); risks locking a domain account out")
     parser.set_defaults(handler=cmd_sweep)
 
 
@@ -233,6 +239,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UsageError("--port must be from 1 to 65535")
     if args.max_range < 1:
         raise UsageError("--max-range must be at least 1")
+    if args.max_logon_failures < 1:
+        raise UsageError("--max-logon-failures must be at least 1 (or use --continue-on-auth-failure)")
 
 
 def cmd_sweep(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
@@ -265,7 +273,8 @@ def cmd_sweep(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     deadline = None if args.deadline is None else time.monotonic() + args.deadline
     config = SweepConfig(credentials, level=args.level, user=args.user, client=args.client,
                          timeout=args.timeout, margin=margin, deadline=deadline,
-                         require_encryption=args.encrypt)
+                         require_encryption=args.encrypt,
+                         max_logon_failures=0 if args.continue_on_auth_failure else args.max_logon_failures)
 
     stream, close_stream = _open_output(args, out)
     writer: Any
@@ -309,6 +318,8 @@ def cmd_sweep(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
              found_count=found_count)
     if stats.interrupted:
         return EXIT_INTERRUPTED
+    if stats.logon_stopped:
+        return EXIT_AUTH
     failed = stats.done - stats.answered
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
@@ -350,6 +361,14 @@ def _summary(err: IO[str], stats: SweepStats, total: int, args: argparse.Namespa
             err.write(f"user {args.user!r} found on {found_count} host(s): {', '.join(found)}{more}\n")
         else:
             err.write(f"user {args.user!r} found on no host\n")
+    guard = stats.logon_guard
+    if guard is not None and guard.stopped:
+        err.write(
+            f"every host refused the logon: check the password ({guard.refusals} in a row, "
+            f"last {guard.last_refusal}); the sweep stopped logging on to spare the account a lockout, "
+            f"{stats.by_status.get('not-attempted', 0)} host(s) not attempted "
+            "(rerun with --resume once fixed; --continue-on-auth-failure if accounts differ per host)\n"
+        )
     if stats.interrupted and args.output:
         err.write(f"finished hosts are in {args.output}; continue with the same command and --resume\n")
 

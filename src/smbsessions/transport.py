@@ -68,6 +68,7 @@ from smbprotocol.tree import TreeConnect
 from spnego import NTLMHash
 
 from smbsessions.auth import Credentials, format_host_port, nt_hash_of
+from smbsessions.logon_guard import LogonGuard
 from smbsessions.status import (
     AuthenticationError,
     HostTimeoutError,
@@ -76,7 +77,10 @@ from smbsessions.status import (
     SmbSessionsError,
     TransportError,
     UnsupportedDialectError,
+    ntstatus_name,
 )
+
+__all__ = ["MAX_MESSAGE_BYTES", "MAX_TRANSCEIVE_OUTPUT", "SmbPipe", "dialect_name", "ntstatus_name"]
 
 PIPE_DESIRED_ACCESS = 0x0012019F
 """FILE_READ_DATA|WRITE_DATA|APPEND_DATA|READ_EA|WRITE_EA|READ_ATTRIBUTES|
@@ -103,31 +107,6 @@ _SMB1_MAGIC = b"\xffSMB"
 _MAX_MESSAGE_READS = 1024  # bounds the reads that finish one overflowing pipe message
 _TEARDOWN_JOIN_SECONDS = 2.0
 
-_NTSTATUS_NAMES: dict[int, str] = {
-    value: name
-    for name, value in vars(NtStatus).items()
-    if name.startswith("STATUS_") and isinstance(value, int)
-}
-_NTSTATUS_NAMES.update(
-    {
-        0xC0000064: "STATUS_NO_SUCH_USER",
-        0xC000006E: "STATUS_ACCOUNT_RESTRICTION",
-        0xC000006F: "STATUS_INVALID_LOGON_HOURS",
-        0xC0000070: "STATUS_INVALID_WORKSTATION",
-        0xC0000072: "STATUS_ACCOUNT_DISABLED",
-        0xC000005E: "STATUS_NO_LOGON_SERVERS",
-        0xC000015B: "STATUS_LOGON_TYPE_NOT_GRANTED",
-        0xC000018D: "STATUS_TRUSTED_RELATIONSHIP_FAILURE",
-        0xC0000193: "STATUS_ACCOUNT_EXPIRED",
-        0xC0000224: "STATUS_PASSWORD_MUST_CHANGE",
-        0xC0000234: "STATUS_ACCOUNT_LOCKED_OUT",
-        0xC0000413: "STATUS_AUTHENTICATION_FIREWALL_FAILED",
-        0xC00000CA: "STATUS_NETWORK_ACCESS_DENIED",
-        0xC0000034: "STATUS_OBJECT_NAME_NOT_FOUND",
-        0xC0000022: "STATUS_ACCESS_DENIED",
-    }
-)
-
 _DIALECT_NAMES: dict[int, str] = {
     Dialects.SMB_2_0_2: "SMB 2.0.2",
     Dialects.SMB_2_1_0: "SMB 2.1",
@@ -135,11 +114,6 @@ _DIALECT_NAMES: dict[int, str] = {
     Dialects.SMB_3_0_2: "SMB 3.0.2",
     Dialects.SMB_3_1_1: "SMB 3.1.1",
 }
-
-
-def ntstatus_name(code: int) -> str:
-    """Symbolic NTSTATUS name (``STATUS_LOGON_FAILURE``), or ``NTSTATUS_0x...``."""
-    return _NTSTATUS_NAMES.get(code, f"NTSTATUS_0x{code:08X}")
 
 
 def dialect_name(dialect: int) -> str:
@@ -478,8 +452,14 @@ class SmbPipe:
         timeout: float = 10.0,
         pipe: str = "srvsvc",
         require_encryption: bool = False,
+        deadline: float | None = None,
+        logon_guard: LogonGuard | None = None,
     ) -> SmbPipe:
         """Connect, log on, tree connect IPC$ and open ``pipe``, all within ``timeout`` s.
+
+        ``deadline`` (``time.monotonic()``) ends it earlier if it comes first; messages
+        still name ``timeout``. ``logon_guard`` (a sweep's lockout protection) wraps
+        the session setup.
 
         ``pipe`` is the pipe name (``srvsvc``; a ``\\PIPE\\`` prefix is accepted).
         ``credentials`` must not need a password any more (see
@@ -506,7 +486,8 @@ class SmbPipe:
             )
         pipe_name = _bare_pipe_name(pipe)
         where = f"{format_host_port(host, port)}"
-        deadline = time.monotonic() + timeout
+        own_deadline = time.monotonic() + timeout
+        deadline = own_deadline if deadline is None else min(deadline, own_deadline)
         connection = _DeadlineConnection(uuid.uuid4(), host, port, require_signing=not credentials.anonymous)
         connection.deadline = deadline
         phase = "connect"
@@ -520,7 +501,11 @@ class SmbPipe:
                 raise
             phase = "session setup"
             session = _make_session(connection, credentials, host, require_encryption)
-            session.connect()
+            if logon_guard is None or credentials.anonymous:
+                session.connect()
+            else:
+                with logon_guard.logon(where, deadline):
+                    _logon(session, where)
             phase = "tree connect"
             tree = TreeConnect(session, rf"\\{host}\IPC$")
             # Secure negotiate needs a signing key, which a null session lacks; it is
@@ -735,6 +720,17 @@ class SmbPipe:
             if not more:
                 return b"".join(parts)
         raise TransportError(f"{self._where()}: the reply message did not end")
+
+
+def _logon(session: Session, where: str) -> None:
+    """``session.connect()``, with a refusal already an ``AuthenticationError`` (the guard counts it)."""
+    try:
+        session.connect()
+    except SMBResponseException as exc:
+        status = int(exc.status)
+        raise AuthenticationError(
+            f"{where}: session setup failed: {ntstatus_name(status)} (0x{status:08X})", ntstatus=status
+        ) from None
 
 
 def _make_session(

@@ -218,12 +218,38 @@ def test_denied_auth_failed_and_invalid_level(samba_many: SambaServer) -> None:
     assert "0 of 3 hosts expose sessions" in err
 
     code, records, _ = sweep(*targets, "-U", f"{ALICE.name}%wrong", "--timeout", "5")
-    assert code == 9 and {r["status"] for r in records} == {"auth-failed"}
+    assert code == 6 and {r["status"] for r in records} == {"auth-failed"}
     assert records[0]["error"] == "STATUS_LOGON_FAILURE"
 
     code, records, _ = sweep(*targets, "-U", f"{ALICE.name}%{ALICE.password}", "--level", "502")
     assert code == 9 and {r["status"] for r in records} == {"invalid-level"}
     assert records[0]["code"] == 124
+
+
+def test_a_wrong_password_is_tried_on_three_hosts_only(samba_many: SambaServer, tmp_path: Path) -> None:
+    targets = samba_targets(samba_many)
+    output = tmp_path / "out.jsonl"
+    code, _, err = sweep(*targets, "-U", f"{ALICE.name}%wrong", "--timeout", "5", "--concurrency", "16",
+                         "-o", str(output))
+    records = [json.loads(line) for line in output.read_text().splitlines()]
+    statuses = [r["status"] for r in records]
+    assert code == 6
+    assert statuses.count("auth-failed") == 3
+    assert statuses.count("not-attempted") == len(SAMBA_HOSTS) - 3
+    assert "every host refused the logon: check the password" in err
+    assert "STATUS_LOGON_FAILURE" in err and "17 host(s) not attempted" in err
+
+    # Fixed password: --resume retries exactly the hosts not attempted (and not the refused ones).
+    code, _, err = sweep(*targets, "-U", f"{ALICE.name}%{ALICE.password}", "-o", str(output), "--resume")
+    records = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [r["status"] for r in records[len(SAMBA_HOSTS):]] == ["ok"] * (len(SAMBA_HOSTS) - 3)
+
+
+def test_continue_on_auth_failure_tries_every_host(samba_many: SambaServer) -> None:
+    targets = samba_targets(samba_many, SAMBA_HOSTS[:6])
+    code, records, err = sweep(*targets, "-U", f"{ALICE.name}%wrong", "--continue-on-auth-failure")
+    assert code == 9 and [r["status"] for r in records] == ["auth-failed"] * 6
+    assert "check the password" not in err
 
 
 def test_user_hunt(samba_many: SambaServer) -> None:
