@@ -778,5 +778,10 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[
         return exit_code_for(exc)
 
 
-if __name__ == "__main__":  # pragma: no cover
+def run() -> None:
+    """The console entry point: ``main()``, then exit with its code."""
     sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()
