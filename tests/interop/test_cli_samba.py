@@ -505,3 +505,19 @@ def test_connection_reset_before_negotiate_is_unreachable() -> None:
 
     assert result.code == cli.EXIT_UNREACHABLE == 7, result.err
     assert "Traceback" not in result.err
+
+
+def test_readme_library_example_runs_as_written(samba: SambaServer, bob_sessions: SessionHolder,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from ..unit.test_readme import library_example
+
+    code = library_example()
+    # Only the lines naming the server and account change: the rest runs as written.
+    code = code.replace('HOST, PORT = "127.0.0.1", 4455', f'HOST, PORT = "{samba.host}", {samba.port}')
+    code = code.replace('Credentials(username="alice", password="pw")',
+                        f'Credentials(username="{ALICE.name}", password="{ALICE.password}")')
+    exec(compile(code, "README.md", "exec"), {})
+
+    printed = capsys.readouterr().out
+    assert re.search(rf"level 1: \d+ session\(s\) on {re.escape(samba.host)}:{samba.port}", printed)
+    assert f"{unc(addresses(60, 3)[0])} bob 2" in printed
