@@ -57,6 +57,7 @@ from typing import IO, Any, NamedTuple
 
 from .auth import Credentials
 from .client import SessionClient
+from .levels import U32_MAX
 from .logon_guard import DEFAULT_MAX_LOGON_FAILURES, LogonGuard, LogonNotAttempted
 from .status import (
     AuthenticationError,
@@ -201,13 +202,15 @@ def host_record(
 ) -> dict[str, Any]:
     """The record of one host (keys: ``RECORD_COLUMNS``)."""
     listed = sessions or []
-    users = sorted({s["user_name"] for s in listed if s.get("user_name")})
+    # Our own enumerating session is listed (marked) but neither counted nor a user found.
+    others = [s for s in listed if not s.get("own_session")]
+    users = sorted({s["user_name"] for s in others if s.get("user_name")})
     return {
         "host": target.host,
         "port": target.port,
         "status": status,
         "level": level,
-        "session_count": len(listed),
+        "session_count": len(others),
         "users": users,
         "sessions": listed,
         "elapsed": round(elapsed, 4),
@@ -234,6 +237,37 @@ def failure_record(target: Target, exc: BaseException, elapsed: float) -> dict[s
     )
 
 
+SESSION_FIELDS: tuple[str, ...] = (
+    "client_name",
+    "client_name_raw",
+    "user_name",
+    "num_opens",
+    "active_time",
+    "idle_time",
+    "user_flags",
+    "client_type",
+    "transport",
+    "own_session",
+)
+"""Per-session columns of the sweep's CSV (pywin32 keys, as ``Session.to_dict``)."""
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "host", "port", "status", "level", "session_count", *SESSION_FIELDS,
+    "elapsed", "error", "code", "detail", "note",
+)
+"""The sweep's CSV: one row per session, or one row (session columns empty) for a host
+without sessions; the host's columns repeat on each of its rows."""
+
+
+def csv_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """A host record as its CSV rows (see ``CSV_COLUMNS``)."""
+    base = {k: v for k, v in record.items() if k not in ("users", "sessions")}
+    sessions = record.get("sessions") or []
+    if not sessions:
+        return [base]
+    return [{**base, **{k: session.get(k) for k in SESSION_FIELDS}} for session in sessions]
+
+
 class ResumeState(NamedTuple):
     """What an earlier run's output says: hosts done, and how many records of each status."""
 
@@ -242,36 +276,65 @@ class ResumeState(NamedTuple):
     bad_lines: int
 
 
-def read_resume(path: str | os.PathLike[str], fmt: str = "jsonl") -> ResumeState:
-    """Hosts already finished in an earlier run's output (``jsonl`` or ``csv``).
+@dataclass
+class ResultsFile:
+    """Every host of an output file, as its last record says (the last one counts)."""
 
-    A truncated or unreadable line (an interrupted write) is ignored, as are
-    records with an unknown status; ``skipped`` hosts are not done (the resumed
-    run tries them). A missing file means nothing is done.
-    """
-    done: set[str] = set()
-    counts: dict[str, int] = {}
-    bad = 0
+    statuses: dict[str, str] = field(default_factory=dict)
+    users: dict[str, set[str]] = field(default_factory=dict)
+    """Users with sessions per host (our own session left out)."""
+    retried: set[str] = field(default_factory=set)
+    """Hosts a resumed run tries again (last record skipped, not-attempted, worker lost)."""
+    bad_lines: int = 0
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for status in self.statuses.values():
+            counts[status] = counts.get(status, 0) + 1
+        return counts
+
+    def hosts_with_user(self, user: str) -> list[str]:
+        """Hosts whose last record found ``user`` (case-insensitive), in file order."""
+        wanted = user.casefold()
+        return [key for key, names in self.users.items()
+                if self.statuses.get(key) == "ok" and any(n.casefold() == wanted for n in names)]
+
+
+def read_results(path: str | os.PathLike[str], fmt: str = "jsonl") -> ResultsFile:
+    """Read a sweep output file (``jsonl`` or ``csv``; the CSV as ``CSV_COLUMNS`` or the
+    older one-row-per-host form with a JSON ``users`` cell). Unreadable lines and records
+    with an unknown status are counted in ``bad_lines``. A missing file is empty."""
+    results = ResultsFile()
     if not os.path.exists(path):
-        return ResumeState(done, counts, 0)
+        return results
+    retried = results.retried
+    last_key: str | None = None
     with open(path, encoding="utf-8", errors="replace", newline="") as stream:
         rows: Iterable[Any] = csv.DictReader(stream) if fmt == "csv" else _json_lines(stream)
         for row in rows:
             try:
                 host, port, status = str(row["host"]), int(row["port"]), str(row["status"])
             except (KeyError, TypeError, ValueError):
-                bad += 1
+                results.bad_lines += 1
                 continue
             if status not in STATUSES or not host:
-                bad += 1
-                continue
-            if status in RETRIED_ON_RESUME or row.get("error") == WORKER_DIED:
+                results.bad_lines += 1
                 continue
             key = record_key(host, port)
-            if key not in done:
-                done.add(key)
-                counts[status] = counts.get(status, 0) + 1
-    return ResumeState(done, counts, bad)
+            names = _row_users(row, fmt)
+            if fmt == "csv" and key == last_key and results.statuses.get(key) == status:
+                results.users[key].update(names)  # another session row of the same record
+            else:
+                results.statuses.pop(key, None)  # re-insert: file order of the last record
+                results.users.pop(key, None)
+                results.statuses[key] = status
+                results.users[key] = set(names)
+            if status in RETRIED_ON_RESUME or row.get("error") == WORKER_DIED:
+                retried.add(key)
+            else:
+                retried.discard(key)
+            last_key = key
+    return results
 
 
 def _json_lines(stream: IO[str]) -> Iterator[Any]:
@@ -284,6 +347,40 @@ def _json_lines(stream: IO[str]) -> Iterator[Any]:
             yield None
             continue
         yield record if isinstance(record, dict) else None
+
+
+def _row_users(row: dict[str, Any], fmt: str) -> list[str]:
+    if fmt != "csv":
+        users = row.get("users")
+        return [u for u in users if isinstance(u, str)] if isinstance(users, list) else []
+    if row.get("user_name"):
+        own = str(row.get("own_session", "")).lower() in ("true", "1")
+        return [] if own else [str(row["user_name"])]
+    cell = row.get("users")
+    if cell:
+        try:
+            users = json.loads(cell)
+        except ValueError:
+            return []
+        return [u for u in users if isinstance(u, str)] if isinstance(users, list) else []
+    return []
+
+
+def read_resume(path: str | os.PathLike[str], fmt: str = "jsonl") -> ResumeState:
+    """Hosts already finished in an earlier run's output (``jsonl`` or ``csv``).
+
+    A truncated or unreadable line is ignored (trim the file first: see
+    ``trim_partial_line``), as are records with an unknown status; hosts whose last
+    record is ``skipped``/``not-attempted`` (or lost with a crashed worker) are not
+    done (the resumed run tries them). A missing file means nothing is done.
+    """
+    results = read_results(path, fmt)
+    done = {key for key in results.statuses if key not in results.retried}
+    counts: dict[str, int] = {}
+    for key in done:
+        status = results.statuses[key]
+        counts[status] = counts.get(status, 0) + 1
+    return ResumeState(done, counts, results.bad_lines)
 
 
 def trim_partial_line(path: str | os.PathLike[str]) -> int:
@@ -362,18 +459,26 @@ def probe_host(target: Target, config: SweepConfig, client: SessionClient | None
     try:
         with client:
             result = client.enum(config.level, config.client, config.user)
-            sessions = [session.to_dict() for session in result]
+            sessions = [_session_record(session.to_dict()) for session in result]
     except Exception as exc:
         return failure_record(target, exc, time.monotonic() - start)
     note = "the server ignored the qualifiers; they were applied locally" if result.filtered_locally else None
     return host_record(
         target,
-        "ok" if sessions else "ok-empty",
+        "ok" if any(not s.get("own_session") for s in sessions) else "ok-empty",
         elapsed=time.monotonic() - start,
         level=result.level,
         sessions=sessions,
         note=note,
     )
+
+
+def _session_record(record: dict[str, Any]) -> dict[str, Any]:
+    # Samba's 0xFFFFFFFF "under a second ago" is written as 0, as enum's JSON/CSV do.
+    for key in ("active_time", "idle_time"):
+        if record.get(key) == U32_MAX:
+            record[key] = 0
+    return record
 
 
 def _call_timeout(config: SweepConfig, now: float) -> float:
@@ -573,6 +678,8 @@ class SweepStats:
     by_status: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     interrupted: bool = False
+    in_flight: int = 0
+    """Hosts handed to the workers and not finished yet."""
     logon_guard: LogonGuard | None = None
     """The run's lockout protection (``stopped`` says whether it ended the sweep)."""
 
@@ -799,6 +906,7 @@ def _dispatch(
                     worker.tasks.put((pending.host, pending.port))
                 pending = next(targets, None)
         outstanding = sum(len(w.outstanding) for w in workers)
+        stats.in_flight = outstanding
         if pending is None and outstanding == 0:
             return
         if (
