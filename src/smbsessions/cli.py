@@ -163,7 +163,15 @@ def add_auth_arguments(
                             "(keeps the password out of argv and the shell history)")
     group.add_argument("--hashes", metavar="LM:NT", help="log on with an NT hash instead of a password")
     group.add_argument("-k", "--kerberos", action="store_true",
-                       help="Kerberos (ticket cache from KRB5CCNAME; needs the 'kerberos' extra)")
+                       help="Kerberos (needs the 'kerberos' extra): a ticket from the user's password "
+                            "(-U/-A), --hashes (RC4 key) or --aes-key, else the ticket cache "
+                            "KRB5CCNAME (kinit)")
+    group.add_argument("--aes-key", metavar="HEX",
+                       help="with -k: the user's AES128/256 key (32/64 hex digits)")
+    group.add_argument("--dc-ip", metavar="ADDRESS",
+                       help="with -k: the KDC (domain controller) to ask, when DNS does not know the realm")
+    group.add_argument("--target-name", metavar="NAME",
+                       help="with -k: the server's name for the SPN cifs/NAME when the target is an address")
     group.add_argument("--anonymous", action="store_true", help="null session (no credentials)")
     group.add_argument("--timeout", type=positive_seconds, default=10.0, metavar="S", help=timeout_help)
     group.add_argument("--encrypt", action="store_true", help="require SMB 3 encryption")
@@ -423,20 +431,32 @@ def credentials_from_args(args: argparse.Namespace, from_target: Credentials | N
             base = from_target or (parse_user_spec(args.user_spec) if args.user_spec else None)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    kerberos_extra: dict[str, str | None] = {"aes_key": getattr(args, "aes_key", None),
+                                             "kdc": getattr(args, "dc_ip", None),
+                                             "target_name": getattr(args, "target_name", None)}
+    if any(kerberos_extra.values()) and not args.kerberos:
+        raise UsageError("--aes-key, --dc-ip and --target-name need -k")
     if base is None:
         if args.kerberos:
-            return Credentials(kerberos=True)
+            if args.hashes or kerberos_extra["aes_key"]:
+                raise UsageError("--hashes and --aes-key with -k need the user (-U DOMAIN/USER)")
+            return Credentials(kerberos=True, kdc=kerberos_extra["kdc"],
+                               target_name=kerberos_extra["target_name"])
         raise UsageError("no credentials: use -U USER, -A FILE, --anonymous, -k, or USER@HOST")
     if base.anonymous:
         return base
     try:
+        if args.kerberos:  # -k: the secret (if any) gets a TGT, see kerberos.prepare
+            if sum(bool(x) for x in (base.password, args.hashes, kerberos_extra["aes_key"])) > 1:
+                raise UsageError("give one of a password, --hashes or --aes-key")
+            return Credentials(username=base.username, domain=base.domain, password=base.password,
+                               nt_hash=parse_hashes(args.hashes) if args.hashes else None,
+                               kerberos=True, aes_key=kerberos_extra["aes_key"],
+                               kdc=kerberos_extra["kdc"], target_name=kerberos_extra["target_name"])
         if args.hashes:
             if base.password:
                 raise UsageError("give a password or --hashes, not both")
             return Credentials(username=base.username, domain=base.domain, nt_hash=parse_hashes(args.hashes))
-        if args.kerberos:
-            return Credentials(username=base.username, domain=base.domain, password=base.password,
-                               kerberos=True)
         if base.needs_password and PASSWORD_ENV not in os.environ and prompt is None \
                 and not (sys.stdin is not None and sys.stdin.isatty()):
             raise UsageError(
@@ -470,6 +490,10 @@ def _connect(args: argparse.Namespace) -> SessionClient:
     credentials = credentials_from_args(args, target.credentials)
     if credentials.kerberos and importlib.util.find_spec("gssapi") is None:
         raise MissingExtraError("gssapi", "Kerberos (-k)")
+    if credentials.kerberos:  # the TGT once, before connecting (typed KerberosErrors)
+        from .kerberos import prepare
+
+        credentials = prepare(credentials)
     port = args.port or target.port or DEFAULT_PORT
     from .client import SessionClient  # here, not at the top: it pulls in smbprotocol
 

@@ -26,7 +26,6 @@ connection the pipe is closed; an NTSTATUS error on an operation leaves it open.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import socket
 import struct
@@ -479,11 +478,13 @@ class SmbPipe:
             )
         if credentials.anonymous and require_encryption:
             raise AuthenticationError("an anonymous session cannot be encrypted (no session key)")
-        if credentials.kerberos and importlib.util.find_spec("gssapi") is None:
-            raise AuthenticationError(
-                "Kerberos needs the 'gssapi' Python package (pip install 'pyspnego[kerberos]') "
-                "and a ticket cache (KRB5CCNAME or the default cache)"
-            )
+        if credentials.kerberos:
+            # Kerberos plumbing (kerberos.py): one TGT per process, the SPN's host name
+            # checked before any connection is made; raises typed KerberosErrors.
+            from smbsessions import kerberos
+
+            credentials = kerberos.prepare(credentials)
+            kerberos.spn_host(credentials, host)
         pipe_name = _bare_pipe_name(pipe)
         where = f"{format_host_port(host, port)}"
         own_deadline = time.monotonic() + timeout
@@ -743,12 +744,18 @@ def _make_session(
         return _NullSession(connection, None, None, require_encryption=require_encryption)
     principal = credentials.principal
     if credentials.kerberos:
+        from spnego import KerberosCCache
+
+        from smbsessions import kerberos
+
+        # ``credentials`` went through kerberos.prepare: a ticket cache, no secret.
         return Session(
             connection,
-            principal or None,
-            credentials.password,
+            KerberosCCache(ccache=credentials.ccache or ""),
+            None,
             require_encryption=require_encryption,
             auth_protocol="kerberos",
+            hostname_override=kerberos.spn_host(credentials, host),
         )
     # Always an NTLMHash: given a password, pyspnego would also derive the LM hash
     # (pure-Python DES, ~1.2 ms) that NTLMv2 never uses. A credential object also
@@ -798,6 +805,12 @@ def _translate(
         if closed:
             return HostUnreachableError(f"{where}: the server closed the connection during negotiate")
         return TransportError(f"{where}: the SMB2 NEGOTIATE failed ({_describe(exc)})")
+    if phase == "session setup":
+        from smbsessions.kerberos import translate as kerberos_error
+
+        typed = kerberos_error(exc, where=where)  # a GSSAPI/krb5 failure, typed
+        if typed is not None:
+            return typed
     if phase == "session setup" and isinstance(exc, SMBAuthenticationError):
         return AuthenticationError(f"{where}: logon failed: {exc}")
     if phase == "session setup" and type(exc) is SMBException:

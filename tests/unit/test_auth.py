@@ -69,7 +69,11 @@ def test_principal() -> None:
         {"username": ""},
         {"username": "alice", "nt_hash": "abc"},
         {"username": "alice", "nt_hash": NT_HASH, "password": "x"},
-        {"username": "alice", "nt_hash": NT_HASH, "kerberos": True},
+        {"username": "alice", "aes_key": "00" * 16},
+        {"username": "alice", "kerberos": True, "aes_key": "abc"},
+        {"username": "alice", "kerberos": True, "nt_hash": NT_HASH, "aes_key": "00" * 16},
+        {"kerberos": True, "password": "x"},
+        {"username": "alice", "kdc": "10.0.0.1"},
     ],
 )
 def test_inconsistent_credentials_are_refused(kwargs: dict[str, object]) -> None:

@@ -14,7 +14,7 @@ from contextlib import contextmanager, suppress
 
 import pytest
 
-from smbsessions import transport
+from smbsessions import kerberos, transport
 from smbsessions.auth import ANONYMOUS, Credentials
 from smbsessions.status import (
     AuthenticationError,
@@ -236,13 +236,13 @@ def test_anonymous_cannot_require_encryption() -> None:
 
 
 def test_kerberos_without_gssapi_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    real_find_spec = transport.importlib.util.find_spec
+    real_find_spec = kerberos.importlib.util.find_spec
 
     def find_spec(name: str, *args: object) -> object:
         return None if name == "gssapi" else real_find_spec(name)
 
-    monkeypatch.setattr(transport.importlib.util, "find_spec", find_spec)
-    with pytest.raises(AuthenticationError, match="gssapi"):
+    monkeypatch.setattr(kerberos.importlib.util, "find_spec", find_spec)
+    with pytest.raises(AuthenticationError, match=r"gssapi.*smbsessions\[kerberos\].*libkrb5-dev"):
         SmbPipe.open("127.0.0.1", free_port(), credentials=Credentials("alice", kerberos=True))
 
 
