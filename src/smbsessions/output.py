@@ -8,6 +8,7 @@ and flush, so an interrupted run keeps everything already written.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import IO, TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ def format_duration(seconds: int | None) -> str:
     return f"{days}d {clock}" if days else clock
 
 
+@functools.lru_cache(maxsize=256)
 def format_flags(flags: int | None) -> str:
     if flags is None:
         return "-"
@@ -114,14 +116,22 @@ def session_table(records: Sequence[dict[str, Any]], level: int) -> str:
     """
     keys = columns(level)
     headers = [FIELD_BY_WIN32_KEY[k].title for k in keys]
+    cell_formats = [(k, _CELL_FORMATTERS.get(k, _plain_cell)) for k in keys]
 
     def row(record: dict[str, Any]) -> list[str]:
-        cells = [_cell(k, record.get(k)) for k in keys]
-        if record.get("own_session"):
+        get = record.get
+        cells = [format_cell(get(k)) for k, format_cell in cell_formats]
+        if get("own_session"):
             cells[0] += OWN_MARK
         return cells
 
     return render_table(headers, (row(r) for r in records))
+
+
+def _plain_cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    return printable(value if type(value) is str else str(value))
 
 
 TIME_KEYS = ("active_time", "idle_time")
@@ -141,18 +151,20 @@ def session_records(
     ``normalise_times`` writes a time of 0xFFFFFFFF (Samba's "under a second
     ago") as 0, so JSON and CSV carry no sentinel; the table spells it ``<1s``.
     """
-    records = []
+    records: list[dict[str, Any]] = []
+    append = records.append
     for session in sessions:
         record: dict[str, Any] = {"host": host, "port": port}
         record.update(session.to_dict())
         if normalise_times:
-            for key in TIME_KEYS:
-                if record.get(key) == U32_MAX:
-                    record[key] = 0
+            if record.get("active_time") == U32_MAX:
+                record["active_time"] = 0
+            if record.get("idle_time") == U32_MAX:
+                record["idle_time"] = 0
         record["own_session"] = bool(getattr(session, "own_session", False))
         if timestamp is not None:
             record["timestamp"] = timestamp
-        records.append(record)
+        append(record)
     return records
 
 
@@ -197,6 +209,19 @@ class RecordWriter:
         self.count += 1
         self.stream.flush()
 
+    def write_many(self, records: Sequence[dict[str, Any]]) -> None:
+        """Write every record, flushing once at the end (a listing already in memory)."""
+        if self._csv is None:
+            for record in records:
+                self.write(record)
+            return
+        # csv.writer with rows in column order: what DictWriter does, without its per-row checks.
+        fields = self._csv.fieldnames
+        rows = [[_csv_value(record.get(key)) for key in fields] for record in records]
+        self._csv.writer.writerows(rows)
+        self.count += len(rows)
+        self.stream.flush()
+
     def close(self) -> None:
         if self.fmt == "json":
             self.stream.write("\n]\n" if self.count else "]\n")
@@ -210,13 +235,17 @@ def session_columns(level: int) -> list[str]:
 
 def write_sessions(records: Iterable[dict[str, Any]], level: int, fmt: str, stream: IO[str]) -> int:
     """Write session records in ``fmt``; returns how many were written."""
+    rows = records if isinstance(records, list) else list(records)
     if fmt == "table":
-        rows = list(records)
         if rows:
             stream.write(session_table(rows, level) + "\n")
-        return len(rows)
-    writer = RecordWriter(stream, fmt, session_columns(level))
-    for record in records:
-        writer.write(record)
-    writer.close()
-    return writer.count
+    elif fmt == "json":  # one write: the same bytes RecordWriter streams
+        stream.write("[" + ",".join(["\n  " + json_text(r) for r in rows]) + ("\n]\n" if rows else "]\n"))
+    elif fmt == "jsonl":
+        stream.write("".join([json_text(r) + "\n" for r in rows]))
+    else:
+        writer = RecordWriter(stream, fmt, session_columns(level))
+        writer.write_many(rows)
+        writer.close()
+    stream.flush()
+    return len(rows)
