@@ -12,62 +12,42 @@ that command is chosen.
 from __future__ import annotations
 
 import argparse
-import getpass
-import importlib
-import importlib.util
-import logging
 import os
 import sys
-import time
 from collections.abc import Callable, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from . import __version__
-from .auth import (
-    PASSWORD_ENV,
-    SMB_PORT,
-    Credentials,
-    TargetSpec,
-    format_host_port,
-    parse_authentication_file,
-    parse_hashes,
-    parse_target,
-    parse_user_spec,
-    resolve_password,
-)
-from .exitcodes import COMMAND_CODES, ExitCode, exit_codes_text
-from .levels import MAX_PREFERRED_LENGTH, U32_MAX, VALID_LEVELS, check_level
-from .output import FORMATS, printable, session_records, write_sessions
-from .status import (
-    AuthenticationError,
-    HostTimeoutError,
-    HostUnreachableError,
-    NetApiError,
-    NetApiStatus,
-    ProtocolError,
-    RpcFaultError,
-    SmbSessionsError,
-    TransportError,
-)
 
 if TYPE_CHECKING:
+    from .auth import Credentials, TargetSpec
     from .client import Session, SessionClient
+    from .exitcodes import ExitCode
+    from .status import NetApiError
 
-# Kept for scripts and tests that import them; ExitCode is the one home.
-EXIT_OK = ExitCode.OK
-EXIT_ERROR = ExitCode.ERROR
-EXIT_USAGE = ExitCode.USAGE
-EXIT_DENIED = ExitCode.DENIED
-EXIT_NOT_FOUND = ExitCode.NOT_FOUND
-EXIT_NET_API = ExitCode.NET_API
-EXIT_AUTH = ExitCode.AUTH
-EXIT_UNREACHABLE = ExitCode.UNREACHABLE
-EXIT_PROTOCOL = ExitCode.PROTOCOL
-EXIT_ABORTED = ExitCode.ABORTED
-EXIT_INTERRUPTED = ExitCode.INTERRUPTED
+# Imported where used, not here: ``smbsessions --version`` and ``--help`` must
+# start fast, and nothing here may pull in a protocol library.
 
-DEFAULT_PORT = SMB_PORT
-log = logging.getLogger("smbsessions")
+_PASSWORD_ENV = "SMBSESSIONS_PASSWORD"  # auth.PASSWORD_ENV; a test checks they agree
+DEFAULT_PORT = 445  # auth.SMB_PORT; a test checks they agree
+_EXIT_ALIASES = ("OK", "ERROR", "USAGE", "DENIED", "NOT_FOUND", "NET_API", "AUTH", "UNREACHABLE", "PROTOCOL",
+                 "ABORTED", "INTERRUPTED")
+
+
+def __getattr__(name: str) -> Any:
+    """``EXIT_OK`` ... ``EXIT_INTERRUPTED``, kept for scripts and tests: ``ExitCode`` is the one home."""
+    if name.startswith("EXIT_") and name[5:] in _EXIT_ALIASES:
+        from .exitcodes import ExitCode
+
+        return ExitCode[name[5:]]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _log() -> Any:
+    import logging
+
+    return logging.getLogger("smbsessions")
+
 
 HARDENING_HINT = (
     "hint: this account may not enumerate sessions at any level. Windows 10 1607+ and Server 2019+ "
@@ -101,6 +81,9 @@ OPTIONAL_COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("smbsessions.sweep_cli",
               "enumerate sessions on many hosts (ranges, files), one record per host"),
     "serve": ("smbsessions.server.cli", "run an SMB server that answers NetSessionEnum/NetSessionDel"),
+    "watch": ("smbsessions.watch.cli",
+              "poll hosts repeatedly and record who connects where (history store)"),
+    "history": ("smbsessions.watch.cli", "who was connected where and when, from the watch store"),
 }
 
 
@@ -141,6 +124,8 @@ def _examples(*lines: str) -> str:
 
 def epilog_for(command: str, *examples: str, extra: str = "") -> str:
     """A subcommand's epilog: two or more examples, then its exit codes."""
+    from .exitcodes import COMMAND_CODES, exit_codes_text
+
     parts = [_examples(*examples)]
     if extra:
         parts.append(extra)
@@ -152,6 +137,8 @@ def add_auth_arguments(
     parser: argparse.ArgumentParser,
     timeout_help: str = "seconds allowed for connecting and for the whole command (default 10)",
 ) -> None:
+    from .auth import PASSWORD_ENV
+
     group = parser.add_argument_group("authentication")
     group.add_argument("-U", "--user-spec", metavar="[DOMAIN/]USER[%PASSWORD]",
                        help="account to log on as. A password after %% is visible to other users in "
@@ -194,6 +181,8 @@ def _integer(text: str) -> int:
 
 def level_number(text: str) -> int:
     """argparse type: one of the five levels."""
+    from .levels import check_level
+
     value = _integer(text)
     try:
         check_level(value)
@@ -222,6 +211,8 @@ def positive_seconds(text: str) -> float:
 
 
 def _u32(text: str) -> int:
+    from .levels import U32_MAX
+
     value = _integer(text)
     if not 0 <= value <= U32_MAX:
         raise argparse.ArgumentTypeError(f"must be from 0 to {U32_MAX}")
@@ -235,12 +226,16 @@ def _add_target(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=port_number, help=f"SMB port (default {DEFAULT_PORT})")
 
 
-_LEVELS_TEXT = ", ".join(map(str, VALID_LEVELS))
+_LEVELS_TEXT = "0, 1, 2, 10 or 502"  # levels.VALID_LEVELS; a test checks they agree
 _FORMAT_HELP = ("table (default; durations and flag names spelled out), json (one array), jsonl (one "
                 "object a line) or csv; JSON/CSV records carry host, port and own_session")
 
 
 def _add_enum_parser(commands: Any) -> None:
+    from .exitcodes import ExitCode
+    from .levels import MAX_PREFERRED_LENGTH
+    from .output import FORMATS
+
     enum = commands.add_parser(
         "enum", help="list the sessions on a server (NetSessionEnum)",
         description="List every session on a server (NetrSessionEnum, all pages). Without --level the "
@@ -272,6 +267,8 @@ def _add_enum_parser(commands: Any) -> None:
 
 
 def _add_get_parser(commands: Any) -> None:
+    from .output import FORMATS
+
     get = commands.add_parser(
         "get", help="one user's session from one client (NetSessionGetInfo)",
         description="The session of one user from one client (NetSessionGetInfo). When several "
@@ -330,6 +327,8 @@ def _chosen_command(argv: Sequence[str]) -> str | None:
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser; with ``argv``, only the chosen optional command's module is imported."""
+    from .exitcodes import exit_codes_text
+
     parser = argparse.ArgumentParser(
         prog="smbsessions",
         description="Who is connected to an SMB server: enumerate, look up and delete sessions "
@@ -363,6 +362,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 def _add_optional_command(commands: Any, name: str, module: str) -> None:
     """Import ``module`` and let it register ``name``; a missing optional package is a usage error."""
+    import importlib
+
     try:
         mod = importlib.import_module(module)
     except ImportError as exc:
@@ -377,6 +378,8 @@ def _add_optional_command(commands: Any, name: str, module: str) -> None:
 
 
 def _prompt_password(text: str) -> str:
+    import getpass
+
     try:
         return getpass.getpass(text)
     except KeyboardInterrupt:
@@ -389,6 +392,8 @@ def check_user_filter(name: str | None, option: str = "--user") -> None:
     The filter is sent to the server and may be logged: a password typed into
     it must never leave this process. The message does not repeat the value.
     """
+    from .auth import PASSWORD_ENV
+
     if name and "%" in name:
         raise UsageError(
             f"{option} names the user whose sessions to show and is sent to the server; the value "
@@ -399,6 +404,8 @@ def check_user_filter(name: str | None, option: str = "--user") -> None:
 
 def read_authentication_file(path: str) -> Credentials:
     """Credentials from an smbclient ``-A`` file (usage error if unreadable or malformed)."""
+    from .auth import parse_authentication_file
+
     try:
         with open(path, encoding="utf-8") as stream:
             text = stream.read(1 << 16)
@@ -415,6 +422,8 @@ def read_authentication_file(path: str) -> Credentials:
 def credentials_from_args(args: argparse.Namespace, from_target: Credentials | None,
                           prompt: Callable[[str], str] | None = None) -> Credentials:
     """Credentials from -U / -A / --hashes / -k / --anonymous or the target's user@ part."""
+    from .auth import PASSWORD_ENV, Credentials, parse_hashes, parse_user_spec, resolve_password
+
     from_file = getattr(args, "authentication_file", None)
     if args.anonymous:
         if args.user_spec or args.hashes or args.kerberos or from_target or from_file:
@@ -469,6 +478,8 @@ def credentials_from_args(args: argparse.Namespace, from_target: Credentials | N
 
 
 def _parse_target(args: argparse.Namespace) -> TargetSpec:
+    from .auth import parse_target
+
     try:
         return parse_target(args.target)
     except ValueError as exc:
@@ -482,10 +493,16 @@ def _host_port(args: argparse.Namespace) -> tuple[str, int]:
 
 def _target_host(args: argparse.Namespace) -> str:
     """HOST:PORT for messages: never the USER:PASSWORD@ part of the target."""
+    from .auth import format_host_port
+
     return format_host_port(*_host_port(args))
 
 
 def _connect(args: argparse.Namespace) -> SessionClient:
+    import importlib.util
+
+    from .auth import format_host_port
+
     target = _parse_target(args)
     credentials = credentials_from_args(args, target.credentials)
     if credentials.kerberos and importlib.util.find_spec("gssapi") is None:
@@ -497,17 +514,21 @@ def _connect(args: argparse.Namespace) -> SessionClient:
     port = args.port or target.port or DEFAULT_PORT
     from .client import SessionClient  # here, not at the top: it pulls in smbprotocol
 
-    log.info("connecting to %s as %s", format_host_port(target.host, port), credentials)
+    _log().info("connecting to %s as %s", format_host_port(target.host, port), credentials)
     return SessionClient(target.host, port, credentials=credentials, timeout=args.timeout,
                          require_encryption=args.encrypt)
 
 
 def _now() -> str:
+    import time
+
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _records(sessions: Sequence[Session], client: SessionClient, fmt: str) -> list[dict[str, Any]]:
     """Output records: the table keeps raw times (it spells them out), JSON gets a timestamp."""
+    from .output import session_records
+
     timestamp = _now() if fmt in ("json", "jsonl") else None
     return session_records(sessions, client.host, client.port, timestamp=timestamp,
                            normalise_times=fmt != "table")
@@ -517,12 +538,16 @@ def _records(sessions: Sequence[Session], client: SessionClient, fmt: str) -> li
 
 
 def _qualifiers(client: str | None, user: str | None) -> str:
+    from .output import printable
+
     parts = [f"of user {printable(user)}" if user else "",
              f"from client {printable(client)}" if client else ""]
     return " ".join(p for p in parts if p)
 
 
 def cmd_enum(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from .status import NetApiError, NetApiStatus
+
     check_user_filter(args.user)
     with _connect(args) as client:
         try:
@@ -545,6 +570,9 @@ def cmd_enum(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 
 def _write_enum(sessions: list[Session], level: int, args: argparse.Namespace, client: SessionClient,
                 out: IO[str], err: IO[str], empty_note: str) -> int:
+    from .exitcodes import ExitCode
+    from .output import write_sessions
+
     written = write_sessions(_records(sessions, client, args.format), level, args.format, out)
     if args.format == "table" and any(getattr(s, "own_session", False) for s in sessions):
         err.write("* = this command's own session\n")
@@ -557,6 +585,10 @@ def _write_enum(sessions: list[Session], level: int, args: argparse.Namespace, c
 
 
 def cmd_get(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from .exitcodes import ExitCode
+    from .output import write_sessions
+    from .status import NetApiError, NetApiStatus
+
     check_user_filter(args.user)
     with _connect(args) as client:
         try:
@@ -576,6 +608,8 @@ def cmd_get(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 
 
 def _not_found_or(exc: NetApiError, client: SessionClient, args: argparse.Namespace) -> Failure:
+    from .status import NetApiStatus
+
     if exc.status in (NetApiStatus.NERR_UserNotFound, NetApiStatus.NERR_ClientNameNotFound):
         return Failure(exc, None, f"{exc.name} ({exc.status}): no session "
                                   f"{_qualifiers(args.client, args.user)} on {_target_host(args)}")
@@ -593,6 +627,8 @@ def _ask(question: str, err: IO[str]) -> bool:
 
 
 def _describe(sessions: Sequence[Session]) -> list[str]:
+    from .output import printable
+
     lines = []
     for session in sessions:
         opens = session.info.num_opens
@@ -605,6 +641,8 @@ def _describe(sessions: Sequence[Session]) -> list[str]:
 
 def _list_for_delete(client: SessionClient, args: argparse.Namespace) -> tuple[list[Session] | None, str]:
     """The sessions a delete will take (None when they cannot be listed, with the reason)."""
+    from .status import NetApiError, NetApiStatus
+
     try:
         return list(client.enum(None, args.client, args.user)), ""
     except NetApiError as exc:
@@ -614,6 +652,9 @@ def _list_for_delete(client: SessionClient, args: argparse.Namespace) -> tuple[l
 
 
 def cmd_delete(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from .exitcodes import ExitCode
+    from .status import NetApiError, NetApiStatus
+
     if not args.client and not args.user and not args.all:
         raise UsageError("name --client and/or --user (or --all to disconnect every session, yours included)")
     if args.all and (args.client or args.user):
@@ -646,7 +687,7 @@ def cmd_delete(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                 return ExitCode.ABORTED
         else:
             for line in preview:
-                log.info("%s", line)
+                _log().info("%s", line)
         try:
             if args.all and sessions is not None:
                 _delete_each_client(client, sessions)
@@ -660,6 +701,8 @@ def cmd_delete(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 
 def _delete_each_client(client: SessionClient, sessions: Sequence[Session]) -> None:
     """``--all`` as ``net session /delete``: one NetSessionDel per client, our own client last."""
+    from .status import NetApiError, NetApiStatus
+
     own = [s.raw_client_name for s in sessions if getattr(s, "own_session", False)]
     names: list[str] = []
     for session in sessions:
@@ -676,6 +719,8 @@ def _delete_each_client(client: SessionClient, sessions: Sequence[Session]) -> N
 
 
 def _delete_hint(exc: NetApiError, args: argparse.Namespace, listed: bool) -> str | None:
+    from .status import NetApiStatus
+
     if exc.status == NetApiStatus.ERROR_ACCESS_DENIED:
         return DELETE_DENIED_HINT
     if exc.status == NetApiStatus.ERROR_INVALID_PARAMETER and args.all and not listed:
@@ -685,6 +730,8 @@ def _delete_hint(exc: NetApiError, args: argparse.Namespace, listed: bool) -> st
 
 
 def _report_level(level: int, attempts: list[tuple[int, int]], requested: int | None, err: IO[str]) -> None:
+    from .status import NetApiError
+
     if requested is None and attempts:
         tried = ", ".join(f"{lvl} ({NetApiError(status).name})" for lvl, status in attempts)
         err.write(f"level {level} answered (tried first: {tried})\n")
@@ -692,6 +739,8 @@ def _report_level(level: int, attempts: list[tuple[int, int]], requested: int | 
 
 def _hint_for(exc: NetApiError, client: SessionClient, requested: int | None) -> str | None:
     """The hint that helps after a refusal (probing which levels work if useful)."""
+    from .status import NetApiStatus, SmbSessionsError
+
     if exc.status == NetApiStatus.ERROR_ACCESS_DENIED:
         return HARDENING_HINT if requested is None else level_denied_hint(requested)
     if exc.status == NetApiStatus.ERROR_INVALID_LEVEL and requested is not None:
@@ -715,6 +764,18 @@ def _hint_for(exc: NetApiError, client: SessionClient, requested: int | None) ->
 
 
 def exit_code_for(exc: BaseException) -> ExitCode:
+    from .exitcodes import ExitCode
+    from .status import (
+        AuthenticationError,
+        HostTimeoutError,
+        HostUnreachableError,
+        NetApiError,
+        NetApiStatus,
+        ProtocolError,
+        RpcFaultError,
+        TransportError,
+    )
+
     if isinstance(exc, Failure):
         return exit_code_for(exc.error)
     if isinstance(exc, NetApiError):
@@ -736,35 +797,65 @@ def exit_code_for(exc: BaseException) -> ExitCode:
     return ExitCode.ERROR
 
 
-class _OwnRecordsOnly(logging.Filter):
-    """At default verbosity and -v, only smbsessions' own records reach stderr."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.name == "smbsessions" or record.name.startswith("smbsessions.")
-
-
 def configure_logging(verbose: int, err: IO[str]) -> None:
-    """Our records from WARNING (INFO with -v, DEBUG with -vv); other libraries' only with -vv."""
-    handler = logging.StreamHandler(err)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    if verbose < 2:
-        handler.addFilter(_OwnRecordsOnly())
-    root = logging.getLogger()
-    for old in [h for h in root.handlers if getattr(h, "_smbsessions", False)]:
-        root.removeHandler(old)
-    handler._smbsessions = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
-    root.setLevel(logging.WARNING)
-    # -vv shows smbprotocol's messages but never pyspnego's DEBUG: it logs whole
-    # NTLM exchanges (crackable offline).
-    logging.getLogger("spnego").setLevel(logging.INFO)
-    logging.getLogger("smbsessions").setLevel(logging.WARNING - 10 * min(verbose, 2))
+    """Our records from WARNING (INFO with -v, DEBUG with -vv); other libraries' only with -vv
+    (see ``logsetup``: one home for the policy, and the hook the sweep's progress line uses)."""
+    from . import logsetup
+
+    logsetup.configure_logging(verbose, err)
+
+
+SHORT_COMMANDS = frozenset({"enum", "get", "delete"})
+"""Commands that run for well under a minute: no cyclic garbage collection while they run."""
+
+
+def _asks_version(arguments: Sequence[str]) -> bool:
+    """``--version`` before any command name (argparse would print it and stop there too)."""
+    for arg in arguments:
+        if arg == "--version":
+            return True
+        if arg in ("--", "-h", "--help") or not arg.startswith("-"):
+            return False
+    return False
 
 
 def main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
+    """Run the command line; returns the exit code (``ExitCode``).
+
+    Called as the program (``argv`` None), a short command runs with the cyclic
+    collector off, and before returning everything still alive is frozen
+    (``gc.freeze``), so the interpreter's exit does not walk every object the
+    imports created. Output is flushed first; atexit handlers still run.
+    """
     out = out or sys.stdout
     err = err or sys.stderr
     arguments = list(sys.argv[1:] if argv is None else argv)
+    if _asks_version(arguments):
+        out.write(f"smbsessions {__version__}\n")
+        return 0
+    if argv is not None:
+        return _main(arguments, out, err, program=False)
+    import contextlib
+    import gc
+
+    short = _chosen_command(arguments) in SHORT_COMMANDS
+    if short:
+        gc.disable()
+    try:
+        return _main(arguments, out, err, program=True)
+    finally:
+        for stream in (out, err):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        gc.freeze()
+        if short:
+            gc.enable()
+
+
+def _main(arguments: list[str], out: IO[str], err: IO[str], program: bool) -> int:
+    from .exitcodes import ExitCode
+    from .status import SmbSessionsError
+
     try:
         parser = build_parser(arguments)
     except MissingExtraError as exc:
@@ -787,7 +878,8 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[
         return ExitCode.INTERRUPTED
     except BrokenPipeError:
         # Output piped into something that stopped reading (head): not an error of ours.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if program:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return ExitCode.OK
     except ImportError as exc:
         if not exc.name or exc.name.startswith("smbsessions"):

@@ -292,7 +292,9 @@ def test_missing_optional_package_names_the_extra(monkeypatch: pytest.MonkeyPatc
     def broken_import(name: str) -> Any:
         raise ModuleNotFoundError("No module named 'impacket'", name="impacket")
 
-    monkeypatch.setattr(cli.importlib, "import_module", broken_import)
+    import importlib
+
+    monkeypatch.setattr(importlib, "import_module", broken_import)
     result = run("serve", "--port", "4455")
     assert result.code == ExitCode.USAGE
     assert "pip install 'smbsessions[server]'" in result.err
@@ -300,7 +302,9 @@ def test_missing_optional_package_names_the_extra(monkeypatch: pytest.MonkeyPatc
 
 
 def test_kerberos_without_gssapi_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli.importlib.util, "find_spec", lambda name: None)
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     result = run("enum", HOST, "-k")
     assert result.code == ExitCode.USAGE
     assert "pip install 'smbsessions[kerberos]'" in result.err

@@ -54,3 +54,13 @@ def test_importing_the_cli_pulls_in_no_protocol_library() -> None:
 def test_help_version_and_argument_errors_stay_light(argv: list[str], code: int) -> None:
     result = probe(argv)
     assert result == {"code": code, "heavy": []}
+
+
+def test_the_clis_copies_of_shared_words_agree_with_their_homes() -> None:
+    from smbsessions import auth, cli, levels
+    from smbsessions.exitcodes import ExitCode
+
+    assert cli._PASSWORD_ENV == auth.PASSWORD_ENV
+    assert cli.DEFAULT_PORT == auth.SMB_PORT
+    assert ", ".join(map(str, levels.VALID_LEVELS[:-1])) + f" or {levels.VALID_LEVELS[-1]}" == cli._LEVELS_TEXT
+    assert cli.EXIT_DENIED is ExitCode.DENIED and cli.EXIT_INTERRUPTED is ExitCode.INTERRUPTED

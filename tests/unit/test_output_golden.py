@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from smbsessions.client import SessionClient
+from smbsessions.client import _as_session
 from smbsessions.levels import VALID_LEVELS, SessionInfo
 from smbsessions.output import FORMATS, session_records, write_sessions
 
@@ -60,7 +60,7 @@ class OwnSession:
 
 
 def render(level: int, fmt: str) -> str:
-    sessions: list[Any] = list(SessionClient._convert(RAW, level))
+    sessions: list[Any] = [_as_session(info, level) for info in RAW]
     sessions[1] = OwnSession(sessions[1])
     records = session_records(sessions, "fs.example", 4455,
                               timestamp="2026-11-30T12:00:00Z" if fmt in ("json", "jsonl") else None,
