@@ -69,6 +69,10 @@ def _json_escape(char: str) -> str:
     return f"\\u{code:04x}"
 
 
+# json.dumps(value, ensure_ascii=False) builds a new encoder per call: one, reused.
+_JSON = json.JSONEncoder(ensure_ascii=False)
+
+
 def json_text(value: Any) -> str:
     """``value`` as compact JSON, non-ASCII kept readable, every unprintable character as ``\\uXXXX``.
 
@@ -77,7 +81,7 @@ def json_text(value: Any) -> str:
     json itself escapes C0 controls, this escapes DEL, C1, bidi controls,
     U+2028/2029, lone surrogates and the rest of what ``str.isprintable`` rejects.
     """
-    text = json.dumps(value, ensure_ascii=False)
+    text = _JSON.encode(value)
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else _json_escape(c) for c in text)
