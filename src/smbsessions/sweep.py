@@ -451,9 +451,9 @@ def probe_host(target: Target, config: SweepConfig, client: SessionClient | None
             target.host,
             target.port,
             credentials=config.credentials,
-            timeout=_call_timeout(config, start),
+            timeout=config.timeout,
             require_encryption=config.require_encryption,
-            deadline=start + config.timeout,
+            deadline=_host_deadline(config, start),
             logon_guard=config.logon_guard,
         )
     try:
@@ -481,11 +481,12 @@ def _session_record(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def _call_timeout(config: SweepConfig, now: float) -> float:
-    timeout = config.timeout
+def _host_deadline(config: SweepConfig, now: float) -> float:
+    """When one host started at ``now`` must be done: its timeout, or the sweep's deadline."""
+    deadline = now + config.timeout
     if config.deadline is not None:
-        timeout = min(timeout, config.deadline - now)
-    return max(timeout, 0.05)
+        deadline = min(deadline, config.deadline)
+    return max(deadline, now + 0.05)
 
 
 # =========================================================================== engine: threads
@@ -592,14 +593,16 @@ class HostRunner:
         by_deadline = config.deadline is not None and config.deadline < limit
         if by_deadline and config.deadline is not None:
             limit = config.deadline
-        extra: dict[str, Any] = {"deadline": min(limit, now + config.timeout)}
+        extra: dict[str, Any] = {"deadline": _host_deadline(config, now)}
         if config.logon_guard is not None:
             extra["logon_guard"] = config.logon_guard
+        # The client is given the configured timeout (its messages name it) and the
+        # host's deadline (the same timeout, or the sweep's --deadline if sooner).
         client = self._client_class(
             target.host,
             target.port,
             credentials=config.credentials,
-            timeout=_call_timeout(config, now),
+            timeout=config.timeout,
             require_encryption=config.require_encryption,
             **extra,
         )
@@ -742,8 +745,8 @@ def _worker_main(
         try:
             item = tasks.get(timeout=0.2)
         except queue.Empty:
-            if os.getppid() != parent:
-                break  # orphaned: the parent is gone, nobody reads our records
+            if _orphaned(parent):
+                break  # the parent is gone, nobody reads our records
             continue
         if item is None:
             break
@@ -753,6 +756,14 @@ def _worker_main(
     # flush the records still in the queue's buffer, then leave.
     results.close()
     results.join_thread()
+
+
+def _orphaned(parent: int) -> bool:
+    # Under forkserver our OS parent is the fork server; multiprocessing knows the real one.
+    creator = multiprocessing.parent_process()
+    if creator is not None:
+        return not creator.is_alive()
+    return os.getppid() != parent
 
 
 def split_concurrency(concurrency: int, processes: int) -> list[int]:
@@ -800,8 +811,9 @@ def run_sweep(
     split = split_concurrency(concurrency, processes or default_processes())
     workers = [_Worker(i, n) for i, n in enumerate(split)]
     in_process = len(workers) == 1 and (processes or default_processes()) <= 1
+    context: Any = None if in_process else _mp_context()
     if config.logon_guard is None and config.max_logon_failures > 0 and not config.credentials.anonymous:
-        guard = LogonGuard(config.max_logon_failures, None if in_process else _mp_context())
+        guard = LogonGuard(config.max_logon_failures, context)
         config = dataclasses.replace(config, logon_guard=guard)
     stats.logon_guard = config.logon_guard
     results: Any
@@ -812,7 +824,6 @@ def run_sweep(
         worker = workers[0]
         worker.runner = HostRunner(config, worker.threads, lambda record: results.put((0, record)), probe)
     else:
-        context = _mp_context()
         results = context.Queue()
         stop = context.Event()
         previous = signal.getsignal(signal.SIGINT)
@@ -850,10 +861,16 @@ def run_sweep(
 
 
 def _mp_context() -> Any:
-    # fork shares the already-imported modules (no ~0.3 s re-import per worker);
-    # spawn elsewhere.
+    # Not fork: a forked worker keeps the parent's command line, which may hold the
+    # password (-U user%password); /proc/PID/cmdline shows it to every local user.
+    # forkserver starts one clean process (no user arguments), imports the sweep
+    # there once, and forks the workers from it; spawn where it is missing.
     methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    if "forkserver" in methods:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        return context
+    return multiprocessing.get_context("spawn")
 
 
 def _deliver(

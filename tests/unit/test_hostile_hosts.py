@@ -137,3 +137,54 @@ def test_sweep_of_64_hostile_hosts_stays_small(tmp_path: Path) -> None:
     assert "error 48" in stderr and "timeout 16" in stderr
     assert rss_kb < RSS_LIMIT_KB, f"peak RSS {rss_kb} KiB"
     assert seconds < 30
+
+
+# ---------------------------------------------------------------- item 19: no password in workers' argv
+
+
+def _descendants(root: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [root]
+    while frontier:
+        pid = frontier.pop()
+        children = [child for child, parent in parents.items() if parent == pid]
+        found.extend(children)
+        frontier.extend(children)
+    return found
+
+
+def test_sweep_workers_do_not_repeat_the_password_in_their_command_line() -> None:
+    secret = "S3cret-in-argv"
+
+    def silent(conn: socket.socket, stop: threading.Event) -> None:
+        stop.wait(10)
+
+    env = {**os.environ, "PYTHONPATH": SRC}
+    code = "import sys; from smbsessions.cli import main; sys.exit(main(sys.argv[1:]))"
+    with fake_server(silent) as port, subprocess.Popen(
+        [sys.executable, "-c", code, "sweep", f"127.0.0.1:{port}", "127.0.0.2:1", "-U", f"alice%{secret}",
+         "--timeout", "5", "--processes", "2", "--concurrency", "2"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    ) as process:
+        try:
+            cmdlines: dict[int, bytes] = {}
+            for _ in range(100):  # up to ~10 s for the workers to start
+                for pid in _descendants(process.pid):
+                    try:
+                        cmdlines[pid] = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    except OSError:
+                        continue
+                if sum(b"multiprocessing" in line or b"forkserver" in line for line in cmdlines.values()) >= 2:
+                    break
+                time.sleep(0.1)
+        finally:
+            process.kill()
+    assert len(cmdlines) >= 2, cmdlines
+    assert not [line for line in cmdlines.values() if secret.encode() in line]

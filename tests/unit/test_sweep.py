@@ -389,7 +389,8 @@ def test_run_sweep_one_record_per_target(processes: int) -> None:
 def test_run_sweep_deadline_skips_the_rest() -> None:
     targets = [Target(f"10.9.1.{i}", 445) for i in (7, 14, 21, 28)] + [Target(f"10.9.2.{i}", 445) for i in range(1, 40)]
     records: list[dict[str, Any]] = []
-    config = SweepConfig(CREDS, timeout=30, margin=0.5, deadline=time.monotonic() + 0.5)
+    # Long enough for the worker processes to start (forkserver), shorter than the 5 s sleepers.
+    config = SweepConfig(CREDS, timeout=30, margin=0.5, deadline=time.monotonic() + 3)
     run_sweep(targets, config, records.append, concurrency=4, processes=2, probe=fake_probe)
     statuses = {r["host"]: r["status"] for r in records}
     assert len(records) == len(targets) == len(statuses)
