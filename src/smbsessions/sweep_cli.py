@@ -368,6 +368,11 @@ def cmd_sweep(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     except (OSError, ValueError) as exc:
         raise UsageError(f"bad --exclude: {exc}") from None
     credentials = credentials_from_args(args, None)
+    if credentials.kerberos:
+        # One TGT for the whole sweep (kerberos.prepare): workers inherit its cache.
+        from .kerberos import prepare
+
+        credentials = prepare(credentials)
 
     def report_bad(entry: BadEntry) -> None:
         err.write(f"smbsessions sweep: skipping bad target {printable(str(entry))}\n")
