@@ -57,7 +57,8 @@ class FilePipe:
         self.offset = 0
         self.call_id = 0
 
-    def transceive(self, data: bytes, max_output: int = 65536, *, timeout: float | None = None) -> bytes:
+    def transceive(self, data: bytes, max_output: int = 65536, *, timeout: float | None = None,
+                  deadline: float | None = None) -> bytes:
         calls = self.server.receive_data(data)
         if not calls:
             return self.server.next_pdu() or b""
@@ -66,10 +67,12 @@ class FilePipe:
         self.offset = 0
         return self.read()
 
-    def write(self, data: bytes, *, timeout: float | None = None) -> int:
+    def write(self, data: bytes, *, timeout: float | None = None,
+                  deadline: float | None = None) -> int:
         return len(data)
 
-    def read(self, max_len: int = 65536, *, timeout: float | None = None) -> bytes:
+    def read(self, max_len: int = 65536, *, timeout: float | None = None,
+                  deadline: float | None = None) -> bytes:
         chunk = self.stream.read(self.room)
         (pdu,) = fragment(PType.RESPONSE, self.call_id, 0, chunk, MAX_FRAG)
         flags = (0x01 if self.offset == 0 else 0) | (0x02 if self.offset + len(chunk) >= self.total else 0)

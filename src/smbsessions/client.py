@@ -308,11 +308,15 @@ class SessionClient:
                 raise self._timed_out()
             return left
 
+        # The pipe is given the deadline, not the leftover seconds: its timeout
+        # messages then name the configured timeout.
         fragments = self._rpc.request(opnum, stub)
         for fragment in fragments[:-1]:
-            pipe.write(fragment, timeout=remaining())
+            remaining()
+            pipe.write(fragment, deadline=deadline)
         stream = PduStream()
-        data = pipe.transceive(fragments[-1], MAX_FRAG, timeout=remaining())
+        remaining()
+        data = pipe.transceive(fragments[-1], MAX_FRAG, deadline=deadline)
         budget = max(0, self.max_bytes - self._received)
         while True:
             for pdu in stream.feed(data):
@@ -326,7 +330,8 @@ class SessionClient:
                 if answer is not None:
                     self._received += len(answer)
                     return answer
-            data = pipe.read(MAX_FRAG, timeout=remaining())
+            remaining()
+            data = pipe.read(MAX_FRAG, deadline=deadline)
             if not data:
                 raise ProtocolError("the server ended the response without its last fragment")
 
@@ -360,8 +365,9 @@ class SessionClient:
         )
         response = decode_enum_response(self._call(OPNUM_NETR_SESSION_ENUM, encode_enum_request(request)))
         self._check_deadline("decoding the answer")
-        log.debug("NetrSessionEnum level %d client=%r user=%r max=%d resume=%s -> %s, %s entries, total %d,"
-                  " resume %s", level, request.client_name, request.user_name, max_length, resume_handle,
+        log.debug("%s:%d: NetrSessionEnum level %d client=%r user=%r max=%d resume=%s -> %s, %s entries,"
+                  " total %d, resume %s", self.host, self.port, level, request.client_name,
+                  request.user_name, max_length, resume_handle,
                   NetApiError(response.status).name if response.status else "NERR_Success",
                   "no" if response.entries is None else len(response.entries), response.total_entries,
                   response.resume_handle)

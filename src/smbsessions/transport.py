@@ -578,7 +578,12 @@ class SmbPipe:
     # -- pipe I/O -------------------------------------------------------------------
 
     def transceive(
-        self, data: bytes, max_output: int = MAX_TRANSCEIVE_OUTPUT, *, timeout: float | None = None
+        self,
+        data: bytes,
+        max_output: int = MAX_TRANSCEIVE_OUTPUT,
+        *,
+        timeout: float | None = None,
+        deadline: float | None = None,
     ) -> bytes:
         """Write ``data`` as one pipe message and return the reply message: one round trip.
 
@@ -587,6 +592,10 @@ class SmbPipe:
         message is then fetched with reads (each also STATUS_BUFFER_OVERFLOW until the
         last), so the whole message is returned either way. ``max_output`` is capped
         at the server's max transact size.
+
+        Each operation waits up to ``timeout`` (default: the pipe's), or until
+        ``deadline`` (``time.monotonic()``) if that comes first; a timeout message
+        names the timeout, never the leftover of a deadline.
         """
         self._check_open()
         request = SMB2IOCTLRequest()
@@ -595,7 +604,7 @@ class SmbPipe:
         request["max_output_response"] = max(1, min(max_output, self.max_transact_size))
         request["flags"] = IOCTLFlags.SMB2_0_IOCTL_IS_FSCTL
         request["buffer"] = bytes(data)
-        with self._operation("transceive", timeout):
+        with self._operation("transceive", timeout, deadline):
             header, overflow = self._exchange(request)
             reply = SMB2IOCTLResponse()
             reply.unpack(header["data"].get_value())
@@ -604,13 +613,13 @@ class SmbPipe:
                 output += self._read_rest_of_message()
         return output
 
-    def write(self, data: bytes, *, timeout: float | None = None) -> int:
+    def write(self, data: bytes, *, timeout: float | None = None, deadline: float | None = None) -> int:
         """Write ``data`` to the pipe (split at the server's max write size)."""
         self._check_open()
         view = memoryview(bytes(data))
         chunk = int(self._connection.max_write_size)
         written = 0
-        with self._operation("write", timeout):
+        with self._operation("write", timeout, deadline):
             while written < len(view) or not view:
                 count = int(self._handle.write(bytes(view[written : written + chunk]), 0))
                 if not view:
@@ -620,14 +629,20 @@ class SmbPipe:
                 written += count
         return written
 
-    def read(self, max_len: int = MAX_TRANSCEIVE_OUTPUT, *, timeout: float | None = None) -> bytes:
+    def read(
+        self,
+        max_len: int = MAX_TRANSCEIVE_OUTPUT,
+        *,
+        timeout: float | None = None,
+        deadline: float | None = None,
+    ) -> bytes:
         """Read up to ``max_len`` bytes from the pipe; waits for data (up to the timeout).
 
         A shorter result than the pending message (STATUS_BUFFER_OVERFLOW) is not an
         error: read again for the rest.
         """
         self._check_open()
-        with self._operation("read", timeout):
+        with self._operation("read", timeout, deadline):
             data, _more = self._read_chunk(max(1, min(max_len, int(self._connection.max_read_size))))
         return data
 
@@ -662,9 +677,10 @@ class SmbPipe:
             raise TransportError(f"{self._where()}: the pipe is closed")
 
     @contextmanager
-    def _operation(self, what: str, timeout: float | None) -> Iterator[None]:
+    def _operation(self, what: str, timeout: float | None, deadline: float | None = None) -> Iterator[None]:
         budget = self.timeout if timeout is None else timeout
-        self._connection.deadline = time.monotonic() + budget
+        end = time.monotonic() + budget
+        self._connection.deadline = end if deadline is None else min(end, deadline)
         try:
             yield
         except SmbSessionsError:

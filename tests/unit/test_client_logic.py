@@ -31,15 +31,18 @@ class EndpointPipe:
         self.endpoint = endpoint
         self.closed = False
 
-    def transceive(self, data: bytes, max_output: int = 65536, *, timeout: float | None = None) -> bytes:
+    def transceive(self, data: bytes, max_output: int = 65536, *, timeout: float | None = None,
+                  deadline: float | None = None) -> bytes:
         self.endpoint.write(data)
         return self.read(max_output)
 
-    def write(self, data: bytes, *, timeout: float | None = None) -> int:
+    def write(self, data: bytes, *, timeout: float | None = None,
+                  deadline: float | None = None) -> int:
         self.endpoint.write(data)
         return len(data)
 
-    def read(self, max_len: int = 65536, *, timeout: float | None = None) -> bytes:
+    def read(self, max_len: int = 65536, *, timeout: float | None = None,
+                  deadline: float | None = None) -> bytes:
         parts = []
         while True:
             chunk, more = self.endpoint.read(max_len)
@@ -206,14 +209,16 @@ class TricklingPipe:
         self.call_id = 0
         self.fragments = 0
 
-    def transceive(self, data: bytes, max_output: int = 65536, *, timeout: float | None = None) -> bytes:
+    def transceive(self, data: bytes, max_output: int = 65536, *, timeout: float | None = None,
+                  deadline: float | None = None) -> bytes:
         calls = self.server.receive_data(data)
         if not calls:
             return self.server.next_pdu() or b""  # the bind_ack
         self.call_id = calls[0].call_id
         return self._fragment()
 
-    def read(self, max_len: int = 65536, *, timeout: float | None = None) -> bytes:
+    def read(self, max_len: int = 65536, *, timeout: float | None = None,
+                  deadline: float | None = None) -> bytes:
         time.sleep(0.05)
         return self._fragment()
 
