@@ -30,12 +30,16 @@ from ..output import FORMATS, RecordWriter, printable, render_table
 from ..targets import DEFAULT_MAX_RANGE, DEFAULT_PORT, BadEntry, Target, TargetSource, expand
 
 EXIT_STORE_UNAVAILABLE = 11
-"""The store could not be opened (watch, history): nothing was polled or read."""
+"""The store could not be opened (watch, history), or another watcher holds our hosts: nothing was done."""
 EXIT_STORE_LOST = 12
 """watch: the store stayed unavailable until waiting writes could no longer be held: some are lost."""
 
+LEASE_MINIMUM = 120.0
+"""Seconds: the shortest lease a watcher takes on its hosts."""
+
 _EXTRA_CODES = {
-    EXIT_STORE_UNAVAILABLE: "the store cannot be opened or read (the message says why)",
+    EXIT_STORE_UNAVAILABLE: "the store cannot be opened or read, or (watch) another live watcher "
+                            "already watches some of the targets (the message says which)",
     EXIT_STORE_LOST: "watch: the store stayed unavailable until the events held in memory reached "
                      "--max-pending; the message says what could not be stored",
 }
@@ -228,7 +232,7 @@ def cmd_watch(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     from ..sweep import SweepConfig
     from .events import Event, event_json, event_line
     from .history import parse_age
-    from .store import Store, StoreError, StoreUnavailable
+    from .store import LeaseError, Store, StoreError, StoreUnavailable
     from .watcher import StoreLossError, Watcher
 
     targets = _targets(args, err)
@@ -288,13 +292,18 @@ def cmd_watch(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                 f"--metrics-port: cannot listen on {listen[0]}:{listen[1]}: {exc.strerror}"
             ) from None
 
+    # A lease outlives a few rounds and a short store outage; a crash on this machine frees it at once.
+    lease = max(LEASE_MINIMUM, 5 * args.interval + args.timeout)
     watcher = Watcher(store, targets, config, alert_users=args.alert_user, concurrency=args.concurrency,
                       processes=args.processes, on_event=on_event, messages=err, metrics=metrics,
-                      retain=retain, pending_limit=args.max_pending)
+                      retain=retain, pending_limit=args.max_pending, lease=lease)
     code = ExitCode.OK
     try:
         try:
             watcher.start()
+        except LeaseError as exc:
+            err.write(f"smbsessions watch: refused: {exc}\n")
+            return EXIT_STORE_UNAVAILABLE
         except StoreError as exc:
             err.write(f"smbsessions watch: the store is not available: {exc}\n")
             return EXIT_STORE_UNAVAILABLE
@@ -315,6 +324,9 @@ def cmd_watch(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             if events_file is not None:
                 err.write(f"smbsessions watch: every event was written to {args.events} as it happened\n")
             return EXIT_STORE_LOST
+        except StoreError as exc:  # our lease was taken over while the store was away
+            err.write(f"smbsessions watch: {exc}; not stored: {watcher.pending.describe()}\n")
+            return EXIT_STORE_LOST
         if not watcher.flush():
             # Stopping with writes the store never took: they are lost to it.
             try:
@@ -325,6 +337,8 @@ def cmd_watch(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                 if events_file is not None:
                     err.write(f"smbsessions watch: they are in {args.events}\n")
                 return EXIT_STORE_LOST
+        with contextlib.suppress(StoreError):
+            store.release()
         return code
     finally:
         if events_file is not None:

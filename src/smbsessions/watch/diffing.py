@@ -226,9 +226,17 @@ class SessionTracker:
         first_poll = state.last_ok is None
         logoffs: list[Event] = []
         logons: list[Event] = []
-        for key in sorted(state.sessions.keys() | listed.keys(), key=_sort_key):
-            tracked = state.sessions.get(key, [])
-            kept, ended, started = _match(tracked, listed.get(key, []), poll.time, tolerance, gap)
+        sessions = state.sessions
+        # Listing order, then the keys no longer listed: deterministic, no sorting.
+        keys = list(listed)
+        keys += [key for key in sessions if key not in listed]
+        for key in keys:
+            tracked = sessions.get(key, [])
+            found = listed.get(key, [])
+            if len(tracked) == 1 and len(found) == 1 and _same(tracked[0], found[0], poll.time,
+                                                                  tolerance, gap):
+                continue  # the steady case: one session, still there
+            kept, ended, started = _match(tracked, found, poll.time, tolerance, gap)
             for session in ended:
                 logoffs.append(self._logoff(session, poll.time, state.last_ok))
             for observed in started:
@@ -237,9 +245,9 @@ class SessionTracker:
                 logons.append(self._logon(session, first_poll))
             if kept:
                 kept.sort(key=lambda s: s.start)
-                state.sessions[key] = kept
+                sessions[key] = kept
             else:
-                state.sessions.pop(key, None)
+                sessions.pop(key, None)
         return logoffs + logons
 
     def _new_session(self, poll: HostPoll, observed: Observed) -> TrackedSession:
@@ -267,6 +275,17 @@ class SessionTracker:
         return SessionEvent(LOGOFF, time, session.host, session.id, session.client, session.user,
                             session.start, session.start_exact, session.alert, last_seen=last_seen,
                             level=session.level)
+
+
+def _same(session: TrackedSession, observed: Observed, now: float, tolerance: float,
+          gap: float | None) -> bool:
+    """``_match``'s answer for one open and one listed session of a key: is it the same one?"""
+    if observed.age is None:
+        return True
+    age = _age(observed.age)
+    if session.start_exact and abs(now - min(age, now) - session.start) <= tolerance:
+        return True
+    return gap is not None and age > gap + tolerance
 
 
 def _match(
@@ -317,10 +336,6 @@ def _match(
         else:
             started.append(observed)
     return kept, remaining_tracked, started
-
-
-def _sort_key(key: SessionKey) -> tuple[str, str]:
-    return (key[0], key[1] or "")
 
 
 def _age(age: int) -> int:

@@ -10,6 +10,16 @@ other things):
 * ``watch_sessions``: one row per session, written when it starts and updated
   once when it ends; steady sessions cost nothing per round.
 * ``watch_host_events``: one row per host-status change (the gaps).
+* ``watch_watchers`` (since version 2): the running watchers and their
+  heartbeat; ``watch_hosts.watcher`` says which one polls each host.
+
+Two watchers on one store **coordinate by host**: each host has at most one
+watcher (a lease, renewed with every round's write). A watcher whose targets
+overlap a live watcher's is refused at start, naming the hosts; one with
+disjoint targets shares the store (a team's several watchers writing to one
+PostgreSQL). A lease is free when its watcher stopped cleanly, when its
+heartbeat is older than the lease time, or at once when it ran on this
+machine and its process is gone (a restart after ``kill -9``).
 
 Storage grows with changes, never with polls. Times are seconds since the
 epoch (UTC) in double precision.
@@ -18,6 +28,9 @@ epoch (UTC) in double precision.
 from __future__ import annotations
 
 import os
+import socket
+import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +43,7 @@ from sqlalchemy.engine import URL, make_url
 from .diffing import HostState, TrackedSession
 from .pending import PendingWrites
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = sa.MetaData()
 
@@ -84,8 +97,26 @@ host_events_table = sa.Table(
 sa.Index("ix_watch_host_events_host", host_events_table.c.host, host_events_table.c.time)
 sa.Index("ix_watch_host_events_time", host_events_table.c.time)
 
+watchers_table = sa.Table(
+    "watch_watchers", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("machine", sa.Text, nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started", sa.Double, nullable=False),
+    sa.Column("heartbeat", sa.Double, nullable=False),
+    sa.Column("lease", sa.Double, nullable=False),
+    sa.Column("targets", sa.Integer, nullable=False),
+)
+hosts_table.append_column(sa.Column("watcher", sa.String(32)))
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+
+def _upgrade_1_to_2(conn: Connection) -> None:
+    """Version 2: watchers and their leases on hosts."""
+    watchers_table.create(conn, checkfirst=True)
+    conn.execute(sa.text("ALTER TABLE watch_hosts ADD COLUMN watcher VARCHAR(32)"))
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _upgrade_1_to_2}
 """``MIGRATIONS[n]`` upgrades a version-``n`` store to version ``n + 1`` (in one transaction)."""
 
 
@@ -95,6 +126,10 @@ class StoreError(Exception):
 
 class StoreUnavailable(StoreError):
     """The store did not answer or refused a write for now (stopped, locked, disk full)."""
+
+
+class LeaseError(StoreError):
+    """Another live watcher polls some of our hosts (at start), or took them over (later)."""
 
 
 # --------------------------------------------------------------------------- locations
@@ -169,6 +204,8 @@ class Store:
     def __init__(self, engine: Engine, url: URL) -> None:
         self.engine = engine
         self.url = url
+        self.watcher_id: str | None = None
+        """Set by ``claim``: our lease; every write renews it."""
 
     @property
     def display(self) -> str:
@@ -306,6 +343,8 @@ class Store:
             return 0
         rows = 0
         with self._begin("write to") as conn:
+            if self.watcher_id is not None:
+                self._renew(conn)
             if pending.logons:
                 conn.execute(self._insert_ignore(sessions_table, "id"), list(pending.logons.values()))
                 rows += len(pending.logons)
@@ -323,7 +362,8 @@ class Store:
                 conn.execute(sa.insert(host_events_table), pending.status_changes)
                 rows += len(pending.status_changes)
             if pending.hosts:
-                conn.execute(self._upsert_hosts(), [_host_row(s) for s in pending.hosts.values()])
+                conn.execute(self._upsert_hosts(),
+                             [_host_row(s, self.watcher_id) for s in pending.hosts.values()])
                 rows += len(pending.hosts)
         pending.clear()
         return rows
@@ -352,6 +392,73 @@ class Store:
             index_elements=["host"], set_={name: statement.excluded[name] for name in columns}
         )
 
+    # ------------------------------------------------------------------ leases
+
+    def claim(self, hosts: Iterable[str], *, lease: float, now: float | None = None,
+              watcher_id: str | None = None) -> str:
+        """Become the one watcher of ``hosts`` (see the module doc); returns our watcher id.
+
+        Raises ``LeaseError`` naming the hosts another live watcher holds
+        (nothing is claimed then).
+        """
+        now = time.time() if now is None else now
+        me = watcher_id or uuid.uuid4().hex
+        machine = socket.gethostname()
+        wanted = sorted(set(hosts))
+        with self._begin("claim hosts in") as conn:
+            # A write first: SQLite then holds the write lock for the whole check.
+            conn.execute(sa.insert(watchers_table).values(
+                id=me, machine=machine, pid=os.getpid(), started=now, heartbeat=now, lease=lease,
+                targets=len(wanted)))
+            others = conn.execute(sa.select(watchers_table).where(watchers_table.c.id != me)).mappings().all()
+            stale = [row["id"] for row in others if _stale(row, now, machine)]
+            live = {row["id"]: row for row in others if row["id"] not in stale}
+            if stale:
+                conn.execute(sa.delete(watchers_table).where(watchers_table.c.id.in_(stale)))
+            conn.execute(self._insert_ignore(hosts_table, "host"), [{"host": h, "last_ok_elapsed": 0.0,
+                                                                     "session_count": 0} for h in wanted])
+            taken: list[tuple[str, str]] = []
+            for chunk in _chunks(wanted, 500):
+                conn.execute(
+                    sa.update(hosts_table).where(hosts_table.c.host.in_(chunk))
+                    .where(sa.or_(hosts_table.c.watcher.is_(None), hosts_table.c.watcher.not_in(list(live))))
+                    .values(watcher=me)
+                )
+                taken += [(r.host, r.watcher) for r in conn.execute(
+                    sa.select(hosts_table.c.host, hosts_table.c.watcher)
+                    .where(hosts_table.c.host.in_(chunk)).where(hosts_table.c.watcher != me))]
+            if taken:
+                owner = live.get(taken[0][1])
+                who = (f"watcher {taken[0][1][:8]} (pid {owner['pid']} on {owner['machine']}, last seen "
+                       f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(owner['heartbeat']))})"
+                       if owner else "another watcher")
+                names = ", ".join(h for h, _ in taken[:5])
+                if len(taken) > 5:
+                    names += f" and {len(taken) - 5} more"
+                raise LeaseError(f"{len(taken)} target(s) are already watched by {who} in {self.display}: "
+                                 f"{names}. Two watchers on one store need disjoint targets; stop the other "
+                                 "one or wait for its lease to expire")
+        self.watcher_id = me
+        return me
+
+    def _renew(self, conn: Connection) -> None:
+        renewed = conn.execute(
+            sa.update(watchers_table).where(watchers_table.c.id == self.watcher_id)
+            .values(heartbeat=time.time())
+        ).rowcount
+        if not renewed:
+            raise LeaseError(f"our lease in {self.display} was taken over by another watcher while the store "
+                             "did not answer: stopping rather than writing over its records")
+
+    def release(self) -> None:
+        """Give our hosts back (a clean stop); a later watcher takes them at once."""
+        if self.watcher_id is None:
+            return
+        me, self.watcher_id = self.watcher_id, None
+        with self._begin("release hosts in") as conn:
+            conn.execute(sa.update(hosts_table).where(hosts_table.c.watcher == me).values(watcher=None))
+            conn.execute(sa.delete(watchers_table).where(watchers_table.c.id == me))
+
     def prune(self, before: float) -> tuple[int, int]:
         """Delete sessions that ended and host-status rows older than ``before``; returns the counts.
 
@@ -371,8 +478,28 @@ class Store:
         return self._begin("read")
 
 
-def _host_row(state: HostState) -> dict[str, Any]:
+def _stale(row: Any, now: float, machine: str) -> bool:
+    """A watcher whose lease ran out, or that ran here and whose process is gone."""
+    if row["heartbeat"] + row["lease"] < now:
+        return True
+    if row["machine"] == machine and row["pid"] != os.getpid():
+        try:
+            os.kill(int(row["pid"]), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+    return False
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _host_row(state: HostState, watcher: str | None) -> dict[str, Any]:
     return {
+        "watcher": watcher,
         "host": state.host,
         "status": state.status,
         "status_since": state.status_since,

@@ -77,6 +77,7 @@ class Watcher:
         pending_limit: int = DEFAULT_LIMIT,
         clock: Callable[[], float] = time.time,
         poll_source: PollSource | None = None,
+        lease: float = 300.0,
     ) -> None:
         self.store = store
         self.targets = list(targets)
@@ -94,6 +95,7 @@ class Watcher:
         self.store_down_since: float | None = None
         self._last_prune: float | None = None
         self._poll_source = poll_source
+        self.lease = lease
         self.stop = threading.Event()
 
     def _say(self, text: str) -> None:
@@ -104,8 +106,11 @@ class Watcher:
     # ------------------------------------------------------------------ start
 
     def start(self) -> None:
-        """Load the open sessions and host states of our targets (reconciled at the next poll)."""
-        hosts, sessions = self.store.load({t.key for t in self.targets})
+        """Claim our targets (``LeaseError`` if another live watcher has some), then load their
+        open sessions and host states (reconciled at the next poll)."""
+        keys = {t.key for t in self.targets}
+        self.store.claim(keys, lease=self.lease, now=self.clock())
+        hosts, sessions = self.store.load(keys)
         self.tracker.load(hosts, sessions)
         if self.metrics is not None:
             self.metrics.loaded(self.tracker)
