@@ -24,6 +24,7 @@ _SECRET_LOGGERS = ("spnego",)
 FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
 _callbacks: list[Callable[[], None]] = []
+_verbosity: int | None = None
 _callbacks_lock = threading.Lock()
 
 
@@ -65,10 +66,18 @@ def configure_logging(verbosity: int, stream: IO[str]) -> logging.Handler:
     handler.setFormatter(logging.Formatter(FORMAT))
     handler.addFilter(_Policy(verbosity))
     root.addHandler(handler)
+    global _verbosity
+    _verbosity = verbosity
     # Third-party records from WARNING (smbprotocol's DEBUG is every socket read).
     root.setLevel(logging.WARNING)
     logging.getLogger(OWN_LOGGER).setLevel(logging.WARNING - 10 * min(verbosity, 2))
     return handler
+
+
+def configured_verbosity() -> int | None:
+    """The verbosity ``configure_logging`` last set in this process (None: never called);
+    the sweep hands it to its worker processes."""
+    return _verbosity
 
 
 @contextmanager

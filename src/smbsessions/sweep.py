@@ -43,11 +43,13 @@ import contextlib
 import csv
 import dataclasses
 import json
+import logging
 import math
 import multiprocessing
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -55,6 +57,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import IO, Any, NamedTuple
 
+from . import logsetup
 from .auth import Credentials
 from .client import SessionClient
 from .levels import U32_MAX
@@ -72,6 +75,8 @@ from .status import (
     ntstatus_name,
 )
 from .targets import Target, record_key
+
+log = logging.getLogger("smbsessions.sweep")
 
 
 class SweepStatus(StrEnum):
@@ -461,9 +466,11 @@ def probe_host(target: Target, config: SweepConfig, client: SessionClient | None
             result = client.enum(config.level, config.client, config.user)
             sessions = [_session_record(session.to_dict()) for session in result]
     except Exception as exc:
-        return failure_record(target, exc, time.monotonic() - start)
+        record = failure_record(target, exc, time.monotonic() - start)
+        log.debug("%s: %s in %.2f s (%s)", target.key, record["status"], record["elapsed"], record["detail"])
+        return record
     note = "the server ignored the qualifiers; they were applied locally" if result.filtered_locally else None
-    return host_record(
+    record = host_record(
         target,
         "ok" if any(not s.get("own_session") for s in sessions) else "ok-empty",
         elapsed=time.monotonic() - start,
@@ -471,6 +478,9 @@ def probe_host(target: Target, config: SweepConfig, client: SessionClient | None
         sessions=sessions,
         note=note,
     )
+    log.debug("%s: %s in %.2f s, level %s, %d session(s)", target.key, record["status"], record["elapsed"],
+              record["level"], len(sessions))
+    return record
 
 
 def _session_record(record: dict[str, Any]) -> dict[str, Any]:
@@ -727,6 +737,7 @@ def _worker_main(
     stop: Any,
     probe: Probe,
     parent: int,
+    verbosity: int | None = None,
 ) -> None:
     """Body of a worker process: take targets, probe them, send records back."""
     # The parent decides what an interrupt means, and stops the workers itself:
@@ -734,6 +745,9 @@ def _worker_main(
     # records it had finished and make its hosts look failed.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if verbosity is not None:
+        # Started from a fork server, a worker has none of the parent's logging set-up.
+        logsetup.configure_logging(verbosity, sys.stderr)
 
     def emit(record: dict[str, Any]) -> None:
         # After an interrupt the queue may already be closed: nothing is waiting then.
@@ -838,7 +852,8 @@ def run_sweep(
                 worker.tasks = context.Queue()
                 worker.process = context.Process(
                     target=_worker_main,
-                    args=(worker.index, config, worker.threads, worker.tasks, results, stop, probe, parent),
+                    args=(worker.index, config, worker.threads, worker.tasks, results, stop, probe, parent,
+                          logsetup.configured_verbosity()),
                     name=f"smbsessions-sweep-{worker.index}",
                     daemon=True,
                 )

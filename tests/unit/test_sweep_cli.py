@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -305,3 +306,19 @@ def test_third_party_records_only_from_vv_and_progress_cleared_first() -> None:
         assert cleared == [0] and "a warning of ours" in stream.getvalue()
     finally:
         logsetup.configure_logging(0, sys.stderr)
+
+
+def test_vv_lines_from_worker_processes_name_their_host() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # released at once, never listened on: refused
+    root = str(Path(__file__).resolve().parents[2])
+    code = "import sys; from smbsessions.cli import main; sys.exit(main(sys.argv[1:]))"
+    for verbosity, shown in (("-v", False), ("-vv", True)):
+        result = subprocess.run(
+            [sys.executable, "-c", code, verbosity, "sweep", f"127.0.0.1:{port}", *CREDS, "--processes", "2",
+             "--concurrency", "2", "--timeout", "5"],
+            capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": root + "/src"},
+        )
+        assert result.returncode == 9, result.stderr
+        assert (f"smbsessions.sweep DEBUG 127.0.0.1:{port}: unreachable" in result.stderr) is shown, result.stderr
