@@ -515,8 +515,10 @@ def _connect(args: argparse.Namespace) -> SessionClient:
     from .client import SessionClient  # here, not at the top: it pulls in smbprotocol
 
     _log().info("connecting to %s as %s", format_host_port(target.host, port), credentials)
-    return SessionClient(target.host, port, credentials=credentials, timeout=args.timeout,
-                         require_encryption=args.encrypt)
+    client = SessionClient(target.host, port, credentials=credentials, timeout=args.timeout,
+                           require_encryption=args.encrypt)
+    client.start_deadline()  # one --timeout for the whole command: connect, every page, the output
+    return client
 
 
 def _now() -> str:
@@ -685,6 +687,7 @@ def cmd_delete(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             if not _ask("Disconnect? [y/N] ", err):
                 err.write("aborted: nothing was disconnected\n")
                 return ExitCode.ABORTED
+            client.start_deadline()  # the time spent answering does not count against --timeout
         else:
             for line in preview:
                 _log().info("%s", line)

@@ -111,7 +111,8 @@ def test_enum_in_every_format(samba: SambaServer, bob_sessions: SessionHolder, f
     records = parse(fmt, result.out)
     found = {client_user(fmt, r) for r in records}
     assert {(unc(a), "bob") for a in addresses(60, 3)} <= found
-    assert ("\\\\127.0.0.1", "alice") in found  # the CLI's own session
+    own_client = "\\\\127.0.0.1" + (" *" if fmt == "table" else "")  # the CLI's own session, marked
+    assert (own_client, "alice") in found
     mine = next(r for r in records if client_user(fmt, r) == (unc(addresses(60, 3)[0]), "bob"))
     if fmt == "table":
         assert list(mine) == LEVEL_1_HEADERS
@@ -521,3 +522,19 @@ def test_readme_library_example_runs_as_written(samba: SambaServer, bob_sessions
     printed = capsys.readouterr().out
     assert re.search(rf"level 1: \d+ session\(s\) on {re.escape(samba.host)}:{samba.port}", printed)
     assert f"{unc(addresses(60, 3)[0])} bob 2" in printed
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_own_session_is_marked_in_every_format(samba: SambaServer, bob_sessions: SessionHolder, fmt: str) -> None:
+    result = run_cli("enum", *as_alice(samba), "--format", fmt)
+
+    assert result.code == 0, result.err
+    records = parse(fmt, result.out)
+    if fmt == "table":
+        marked = [r for r in records if r["Client"].endswith(" *")]
+        assert [(r["Client"], r["User"]) for r in marked] == [("\\\\127.0.0.1 *", "alice")]
+        assert "* = this command's own session" in result.err
+        return
+    own = [client_user(fmt, r) for r in records if r["own_session"] in (True, "True")]
+    assert own == [("\\\\127.0.0.1", "alice")]
+    assert all(r["own_session"] in (False, "False") for r in records if client_user(fmt, r)[1] == "bob")

@@ -94,6 +94,10 @@ class FakeClient:
             raise NetApiError(status, None, [(level or 1, status)])
         return FakeEnumeration(matching)
 
+    def start_deadline(self, seconds: float | None = None) -> FakeClient:
+        self.calls.append("deadline")
+        return self
+
     def delete(self, client: str | None = None, user: str | None = None, *, force_all: bool = False) -> None:
         self.calls.append(f"delete {client} {user} {force_all}")
         if self.delete_error is not None:
@@ -189,7 +193,8 @@ def test_delete_lists_what_goes_after_logon_then_asks(fake: FakeClient, monkeypa
     assert "will disconnect 2 sessions with 3 open files of user bob on fs.example:445" in result.err
     assert "\\\\10.0.0.7  bob  2 open files" in result.err
     assert result.err.index("will disconnect") < result.err.index("Disconnect? [y/N]")
-    assert "delete None bob False" in fake.calls
+    # --timeout restarts after the question: a person's think time is not the server's.
+    assert fake.calls[2:4] == ["deadline", "delete None bob False"]
     assert result.out == "disconnected 2 sessions with 3 open files of user bob on fs.example:445\n"
 
 
