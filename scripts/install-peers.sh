@@ -3,13 +3,17 @@
 #
 # Interop tests run a private Samba smbd on a loopback port and use rpcclient,
 # nss_wrapper (fake Unix accounts, so /etc/passwd is never edited) and Samba's
-# own Python bindings as a second NDR implementation. This script installs the
+# own Python bindings as a second NDR implementation. The watch tests run a
+# private PostgreSQL (Debian's postgresql: initdb/pg_ctl, started by the tests
+# in a temp dir on a loopback port, never the system cluster). This script installs the
 # Debian packages that provide them, when run as root and something is missing.
 # Without root it explains why it skips and exits 0: the interop tests then skip
 # themselves with a visible reason.
 set -u
 
 PACKAGES="samba smbclient samba-common-bin libnss-wrapper python3-samba"
+# watch/history tests: PostgreSQL server binaries (a set of its own, like Kerberos below).
+PG_PACKAGES="postgresql"
 # Kerberos (-k) tests: a Samba AD DC (samba-ad-dc, winbind + libnss-winbind for its
 # smbd's user mapping), the krb5 client tools (kinit, klist), faketime (clock skew),
 # and libkrb5-dev to build the 'kerberos' extra (gssapi, krb5) into the venv.
@@ -33,6 +37,7 @@ missing_peers() {
     find_nss_wrapper >/dev/null || missing="$missing libnss_wrapper.so"
     /usr/bin/python3 -c 'import samba.dcerpc.srvsvc' >/dev/null 2>&1 \
         || missing="$missing python3-samba"
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
     [ -x /usr/sbin/samba ] && [ -d /usr/share/samba/setup ] || missing="$missing samba-ad-dc"
     command -v wbinfo >/dev/null 2>&1 || missing="$missing winbind"
     ls /lib/*/libnss_winbind.so.2 /usr/lib/*/libnss_winbind.so.2 >/dev/null 2>&1 \
@@ -62,7 +67,7 @@ kerberos_extra() {
 
 missing="$(missing_peers)"
 if [ -z "$missing" ]; then
-    echo "install-peers: all present (smbd, rpcclient, libnss_wrapper.so, python3-samba, Samba AD DC, krb5)"
+    echo "install-peers: all present (smbd, rpcclient, libnss_wrapper.so, python3-samba, Samba AD DC, krb5, postgresql)"
     kerberos_extra
     exit 0
 fi
@@ -79,8 +84,8 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 # A fresh machine often has stale or empty package lists: refresh them only when
 # the first attempt fails, so the usual (already installed) path stays offline.
-# Two sets, so that a distribution without the AD DC still gets the Samba peer.
-for set in "$PACKAGES" "$KRB_PACKAGES"; do
+# Separate sets, so that a distribution without the AD DC still gets the Samba peer.
+for set in "$PACKAGES" "$KRB_PACKAGES" "$PG_PACKAGES"; do
     # shellcheck disable=SC2086
     if ! apt-get install -y -q $set >/dev/null 2>&1; then
         apt-get update -q >/dev/null 2>&1 || true
@@ -93,7 +98,7 @@ done
 
 still="$(missing_peers)"
 if [ -n "$still" ]; then
-    echo "install-peers: installed $PACKAGES $KRB_PACKAGES but still missing: $still"
+    echo "install-peers: installed $PACKAGES $KRB_PACKAGES $PG_PACKAGES but still missing: $still"
 else
     echo "install-peers: installed (was missing: $missing)"
 fi

@@ -323,3 +323,52 @@ def test_memory_stays_flat_over_300_rounds(tmp_path: Path) -> None:
     assert rows == 50 * 20 + 319 * 5 * 2  # every churn after round 1: 5 hosts x 2 sessions a round
     # Flat: the last 200 rounds add less than 1 MiB in all (SQLAlchemy's caches settle early).
     assert samples[-1] - samples[0] < 1 << 20, samples
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def test_watch_refuses_to_start_without_its_store(tmp_path: Path) -> None:
+    from smbsessions.cli import main
+
+    db = tmp_path / "h.sqlite"
+    Store.open(str(db)).close()
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # another writer holds it
+    try:
+        err = io.StringIO()
+        code = main(["watch", "127.0.0.1:9", "-U", "alice%pw", "--db", str(db), "--rounds", "1"],
+                    io.StringIO(), err)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert code == 11
+    assert "the store is not available" in err.getvalue() and "database is locked" in err.getvalue()
+    err = io.StringIO()
+    code = main(["watch", "127.0.0.1:9", "-U", "alice%pw", "--db", "mysql://x@y/z"], io.StringIO(), err)
+    assert code == 11 and "unsupported database" in err.getvalue()
+
+
+def test_plot_draws_lanes_gaps_and_alerts(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from smbsessions.watch import history
+    from smbsessions.watch.plot import plot_sessions
+
+    clock = Clock()
+    people = {"h1:445": [("\\\\a", "bob", T0 - 100), ("\\\\b", "eve", T0 - 50)],
+              "h2:445": [("\\\\c", "cy", T0 - 10)]}
+    watcher = make(tmp_path / "h.sqlite", clock, world(people), alert_users=["eve"])
+    watcher.run_round()
+    people["h1:445"] = people["h1:445"][1:]
+    watcher.run_round()
+    watcher.run_round()
+    records = list(history.sessions(watcher.store, history.Query(), now=clock.now))
+    changes = history.host_changes(watcher.store)
+    watcher.store.close()
+    changes.append({"host": "h2:445", "_time": T0 + 30, "new": "unreachable", "old": "ok"})
+    for suffix, by in ((".png", "host"), (".svg", "user")):
+        path = tmp_path / f"t{suffix}"
+        lanes = plot_sessions(records, str(path), by=by, now=clock.now, changes=changes)
+        assert lanes == (2 if by == "host" else 3)
+        assert path.stat().st_size > 2000
+    assert b"<svg" in (tmp_path / "t.svg").read_bytes()[:400]
