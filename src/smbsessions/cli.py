@@ -72,6 +72,7 @@ EXTRA_FOR_MODULE: dict[str, str] = {
     "gssapi": "kerberos",
     "krb5": "kerberos",
     "impacket": "server",
+    "matplotlib": "plot",
 }
 
 # Subcommands living in their own modules: NAME -> (module, one-line help). The
