@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,11 +25,13 @@ from . import logsetup
 from .cli import (
     UsageError,
     add_auth_arguments,
+    check_user_filter,
     credentials_from_args,
     level_number,
     port_number,
     positive_seconds,
 )
+from .exitcodes import ExitCode, exit_codes_text
 from .logon_guard import DEFAULT_MAX_LOGON_FAILURES
 from .output import RecordWriter, printable
 from .sweep import (
@@ -58,36 +61,51 @@ from .targets import (
     record_key,
 )
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_AUTH = 6
-EXIT_SOME_FAILED = 9
-EXIT_INTERRUPTED = 130
+EXIT_OK = ExitCode.OK
+EXIT_ERROR = ExitCode.ERROR
+EXIT_USAGE = ExitCode.USAGE
+EXIT_AUTH = ExitCode.AUTH
+EXIT_SOME_FAILED = ExitCode.SOME_FAILED
+EXIT_INTERRUPTED = ExitCode.INTERRUPTED
 
 SWEEP_FORMATS = ("jsonl", "json", "csv", "table")
 MAX_LISTED_HOSTS = 20
 
-EPILOG = (
-    "statuses (one record per host, field \"status\"):\n"
-    + "".join(f"  {status.value:<14} {status.description}\n" for status in SweepStatus)
-    + """
-exit codes:
-  0    the sweep ran and every host answered (ok / ok-empty)
-  9    the sweep ran; some hosts did not answer (any other status)
-  6    the sweep stopped logging on: every host tried refused the logon (check the password)
-  2    usage error (bad option or command-line target, --resume without --output)
-  130  interrupted (Ctrl-C / SIGTERM); every finished host is in the output: use --resume
-  1    unexpected error
+EXIT_MEANINGS: dict[ExitCode, str] = {
+    ExitCode.OK: "the sweep ran and every host answered (ok / ok-empty); after --resume: every host "
+                 "of the file",
+    ExitCode.ERROR: "the output could not be written (disk full: finished hosts kept, rerun with "
+                    "--resume), or an unexpected error",
+    ExitCode.USAGE: "usage error (bad option or command-line target, --resume without --output, "
+                    "a non-empty --output without --resume/--overwrite)",
+    ExitCode.AUTH: "the sweep stopped logging on: every host tried refused the logon (check the password)",
+    ExitCode.SOME_FAILED: "the sweep ran; some hosts did not answer (any other status)",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C / SIGTERM); every finished host is in the output: "
+                          "use --resume",
+}
 
-bad entries in --targets-file are reported on stderr (file:line) and skipped.
---resume appends: a host recorded as skipped earlier gets a second record; the last one counts.
+
+def _wrap(status: SweepStatus) -> str:
+    return textwrap.fill(status.description, width=90, initial_indent=f"  {status.value:<14} ",
+                         subsequent_indent=" " * 17)
+
+
+EPILOG = "\n\n".join([
+    "examples:\n"
+    "  smbsessions sweep 10.0.0.0/24 -U 'CORP/alice' --user bob -o hunt.jsonl\n"
+    "  cat servers.txt | smbsessions sweep -f - -A creds.txt --exclude @never.txt --format csv "
+    "-o sessions.csv\n"
+    "  smbsessions sweep -f hosts.txt -U alice -o hunt.jsonl --resume   # after Ctrl-C or a full disk",
+    "statuses (one record per host, field \"status\"):\n" + "\n".join(_wrap(s) for s in SweepStatus),
+    """bad entries in --targets-file are reported on stderr (file:line) and skipped.
+--resume appends: a host recorded as skipped or not-attempted earlier gets a second record;
+the last one counts. A last line cut by an interrupted write is removed first (that host is retried).
 lockout protection: until one host accepts the logon, hosts log on one at a time; after
 --max-logon-failures (default 3) refusals in a row (wrong password, locked out, disabled,
 expired...) the sweep stops logging on and records the rest as not-attempted (exit 6).
-With local accounts that differ per host, use --continue-on-auth-failure.
-"""
-)
+With local accounts that differ per host, use --continue-on-auth-failure.""",
+    exit_codes_text(tuple(EXIT_MEANINGS), EXIT_MEANINGS),
+])
 
 
 def add_parser(commands: Any) -> None:
@@ -367,6 +385,7 @@ def cmd_sweep(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         excluded = Exclusions(args.exclude)
     except (OSError, ValueError) as exc:
         raise UsageError(f"bad --exclude: {exc}") from None
+    check_user_filter(args.user)
     credentials = credentials_from_args(args, None)
     if credentials.kerberos:
         # One TGT for the whole sweep (kerberos.prepare): workers inherit its cache.

@@ -322,3 +322,19 @@ def test_vv_lines_from_worker_processes_name_their_host() -> None:
         )
         assert result.returncode == 9, result.stderr
         assert (f"smbsessions.sweep DEBUG 127.0.0.1:{port}: unreachable" in result.stderr) is shown, result.stderr
+
+
+def test_a_password_in_the_user_filter_is_refused_before_anything_is_sent(fake_sweep: list[str]) -> None:
+    code, _, err = run_cli("s1", "--user", "bob%Secr3t")
+    assert code == 2 and "-U" in err and "Secr3t" not in err
+    assert fake_sweep == []
+
+
+def test_help_has_examples_statuses_and_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    text = capsys.readouterr().out
+    assert text.count("smbsessions sweep ") >= 3 and "examples:" in text
+    assert "not-attempted" in text and "--continue-on-auth-failure" in text
+    for code in ("0", "1", "2", "6", "9", "130"):
+        assert f"\n  {code} " in text
