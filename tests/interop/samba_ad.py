@@ -1,32 +1,35 @@
-"""A private Samba Active Directory domain controller in network namespaces, for -k tests.
+"""A private Samba Active Directory domain and member server in network namespaces, for -k.
 
 Layout (root needed; nothing leaves this machine, nothing routes out):
 
-    netns smbskrb-dc   10.231.0.1  dc1.smbskrb.test: samba (KDC, DNS, LDAP, SMB)
-          | veth smbskrb-v0 <-> smbskrb-v1 (no default route on either side)
-    netns smbskrb-cli  10.231.0.2  the client (our CLI, kinit) runs here
+    netns smbskrb-dc   bridge smbskrb-br 10.231.0.1  dc1.smbskrb.test: samba (KDC, DNS, LDAP, SMB)
+      |-- veth --> netns smbskrb-cli  10.231.0.2  the client (our CLI, kinit) runs here
+      |-- veth --> netns smbskrb-mem  10.231.0.3  fs1.smbskrb.test: smbd + winbindd, joined
+                                                  to the domain (security = ads)
 
-``ip netns exec`` bind-mounts ``/etc/netns/<ns>/resolv.conf`` over /etc/resolv.conf
-(and ``krb5.conf``): in ``smbskrb-cli`` DNS is the DC and /etc/krb5.conf names the
-realm with ``dns_lookup_kdc``, as on a domain member, so ``kinit`` and ``-k`` find
-the KDC the way users' machines do. Tests of ``--dc-ip`` point ``KRB5_CONFIG`` at
-a krb5.conf that names no KDC instead.
+``ip netns exec`` bind-mounts ``/etc/netns/<ns>/resolv.conf`` and ``krb5.conf`` over
+/etc: in every namespace DNS is the DC and krb5.conf names the realm with
+``dns_lookup_kdc``, as on a domain member, so ``kinit`` and ``-k`` find the KDC the
+way users' machines do. Tests of ``--dc-ip`` point ``KRB5_CONFIG`` at a krb5.conf
+that names no KDC instead.
 
 The domain ``SMBSKRB`` / realm ``SMBSKRB.TEST`` is provisioned with
 ``samba-tool domain provision`` into a temporary directory (config, databases,
 sockets, logs: /etc/samba and /var/lib/samba are not touched) with users:
 
 * ``Administrator`` (the built-in domain admin) and ``alice``, a member of Domain
-  Admins (so BUILTIN\\Administrators: may enumerate and delete sessions);
+  Admins (so of BUILTIN\\Administrators on the DC and the member: may enumerate and
+  delete sessions);
 * ``bob``, a plain user (gets ERROR_ACCESS_DENIED).
 
-The DC's smbd maps users to Unix ids through winbindd; since /etc/nsswitch.conf may
-not name winbind, nss_wrapper loads libnss_winbind for the daemons and
-``SELFTEST_WINBINDD_SOCKET_DIR`` points it at this DC's winbindd (the same trick as
-Samba's own selftest).
+Both servers' smbd map users to Unix ids through winbindd; since /etc/nsswitch.conf
+may not name winbind, nss_wrapper loads libnss_winbind for the daemons and
+``SELFTEST_WINBINDD_SOCKET_DIR`` points it at that server's own winbindd (the same
+trick as Samba's selftest).
 
-Sessions are enumerated on the DC itself: a second Samba joined as a member server
-did not fit the time budget (see the test module).
+Teardown kills the daemons by pid (process groups, then whatever still names one of
+our smb.conf files), deletes the namespaces and /etc/netns entries, removes the
+workdir.
 """
 
 from __future__ import annotations
@@ -54,6 +57,11 @@ NS_DC = "smbskrb-dc"
 NS_CLIENT = "smbskrb-cli"
 VETH_DC = "smbskrb-v0"
 VETH_CLIENT = "smbskrb-v1"
+BRIDGE = "smbskrb-br"
+NS_MEMBER = "smbskrb-mem"
+MEMBER_NAME = "fs1"
+MEMBER_FQDN = f"{MEMBER_NAME}.{DNS_DOMAIN}"
+MEMBER_IP = "10.231.0.3"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 
@@ -154,8 +162,12 @@ def _listening_ports(pid: int) -> set[int]:
 class SambaAD:
     """A provisioned, running Samba AD DC. ``start()``/``stop()`` or a ``with`` block."""
 
-    def __init__(self, *, keep_workdir: bool = False) -> None:
+    def __init__(self, *, member: bool = True, keep_workdir: bool = False) -> None:
+        self.member = member
+        """Also join a member file server (fs1) to the domain."""
         self.keep_workdir = keep_workdir
+        self.member_pids: list[int] = []
+        self.member_seconds: float | None = None
         self.workdir: Path | None = None
         self.samba_pid: int | None = None
         self.start_seconds: float | None = None
@@ -184,15 +196,25 @@ class SambaAD:
         """A krb5.conf knowing the realm but no KDC and no DNS lookups (for --dc-ip)."""
         return self.w / "client" / "krb5-no-kdc.conf"
 
-    def daemon_env(self) -> dict[str, str]:
+    @property
+    def member_dir(self) -> Path:
+        return self.w / "member"
+
+    @property
+    def member_conf(self) -> Path:
+        return self.member_dir / "etc" / "smb.conf"
+
+    def daemon_env(self, base: Path | None = None) -> dict[str, str]:
+        """Environment for the daemons under ``base`` (default: the DC's workdir)."""
+        w = base or self.w
         env = {k: v for k, v in os.environ.items() if not k.startswith(("KRB5", "NSS_WRAPPER"))}
         env.update(
             LD_PRELOAD=find_lib("libnss_wrapper.so") or "",
-            NSS_WRAPPER_PASSWD=str(self.w / "etc" / "passwd"),
-            NSS_WRAPPER_GROUP=str(self.w / "etc" / "group"),
+            NSS_WRAPPER_PASSWD=str(w / "etc" / "passwd"),
+            NSS_WRAPPER_GROUP=str(w / "etc" / "group"),
             NSS_WRAPPER_MODULE_SO_PATH=find_lib("libnss_winbind.so.2") or "",
             NSS_WRAPPER_MODULE_FN_PREFIX="winbind",
-            SELFTEST_WINBINDD_SOCKET_DIR=str(self.w / "run" / "winbindd"),
+            SELFTEST_WINBINDD_SOCKET_DIR=str(w / "run" / "winbindd"),
         )
         return env
 
@@ -218,36 +240,41 @@ class SambaAD:
             self._add_users()
             self._launch()
             self._wait_ready(began + START_TIMEOUT)
+            if self.member:
+                member_began = time.monotonic()
+                self._start_member(member_began + START_TIMEOUT)
+                self.member_seconds = time.monotonic() - member_began
         except BaseException:
             self.stop()
             raise
         self.start_seconds = time.monotonic() - began
 
     def _make_namespaces(self) -> None:
-        for ns in (NS_DC, NS_CLIENT):
+        for ns in (NS_DC, NS_CLIENT, NS_MEMBER):
             if _ns_exists(ns):
                 if _ns_pids(ns):
                     raise SambaADError(f"netns {ns} exists and has processes: another run is active")
                 _ip("netns", "del", ns)  # left over by a killed run of ours
-        for ns in (NS_DC, NS_CLIENT):
-            _ip("netns", "add", ns)
-            self._netns_made.append(ns)
-        _ip("link", "add", VETH_DC, "type", "veth", "peer", "name", VETH_CLIENT)
-        _ip("link", "set", VETH_DC, "netns", NS_DC)
-        _ip("link", "set", VETH_CLIENT, "netns", NS_CLIENT)
-        _ip("-n", NS_DC, "addr", "add", f"{DC_IP}/24", "dev", VETH_DC)
-        _ip("-n", NS_CLIENT, "addr", "add", f"{CLIENT_IP}/24", "dev", VETH_CLIENT)
-        for ns, dev in ((NS_DC, VETH_DC), (NS_CLIENT, VETH_CLIENT)):
-            _ip("-n", ns, "link", "set", "lo", "up")
-            _ip("-n", ns, "link", "set", dev, "up")
-        # DNS inside both namespaces is the DC (samba_dnsupdate and clients use it).
-        for ns in (NS_DC, NS_CLIENT):
-            etc = Path("/etc/netns", ns)
-            etc.mkdir(parents=True, exist_ok=True)
-            self._etc_made.append(etc)
-            (etc / "resolv.conf").write_text(f"nameserver {DC_IP}\nsearch {DNS_DOMAIN}\n")
-        # The client's "system" krb5.conf: the realm's KDC found through DNS SRV records.
-        (Path("/etc/netns", NS_CLIENT) / "krb5.conf").write_text(
+        _ip("netns", "add", NS_DC)
+        self._netns_made.append(NS_DC)
+        # A bridge in the DC's namespace carries its address; every other namespace
+        # hangs off it by a veth pair (one broadcast domain, no router, no way out).
+        _ip("-n", NS_DC, "link", "add", BRIDGE, "type", "bridge")
+        _ip("-n", NS_DC, "addr", "add", f"{DC_IP}/24", "dev", BRIDGE)
+        _ip("-n", NS_DC, "link", "set", "lo", "up")
+        _ip("-n", NS_DC, "link", "set", BRIDGE, "up")
+        self.attach(NS_CLIENT, CLIENT_IP, VETH_DC, VETH_CLIENT)
+        self._write_etc(NS_DC)
+        self._write_etc(NS_CLIENT)
+
+    def _write_etc(self, ns: str) -> None:
+        """DNS of namespace ``ns`` is the DC; its "system" krb5.conf finds the realm's
+        KDC through DNS SRV records, as on a domain member."""
+        etc = Path("/etc/netns", ns)
+        etc.mkdir(parents=True, exist_ok=True)
+        self._etc_made.append(etc)
+        (etc / "resolv.conf").write_text(f"nameserver {DC_IP}\nsearch {DNS_DOMAIN}\n")
+        (etc / "krb5.conf").write_text(
             "[libdefaults]\n"
             f"    default_realm = {REALM}\n"
             "    dns_lookup_kdc = true\n"
@@ -257,6 +284,20 @@ class SambaAD:
             "[domain_realm]\n"
             f"    .{DNS_DOMAIN} = {REALM}\n"
         )
+
+    def attach(self, ns: str, address: str, bridge_end: str, ns_end: str) -> None:
+        """Create netns ``ns`` (unless it exists) with ``address`` on the DC's bridge."""
+        if ns not in self._netns_made:
+            _ip("netns", "add", ns)
+            self._netns_made.append(ns)
+        _ip("link", "add", bridge_end, "type", "veth", "peer", "name", ns_end)
+        _ip("link", "set", bridge_end, "netns", NS_DC)
+        _ip("link", "set", ns_end, "netns", ns)
+        _ip("-n", NS_DC, "link", "set", bridge_end, "master", BRIDGE)
+        _ip("-n", NS_DC, "link", "set", bridge_end, "up")
+        _ip("-n", ns, "addr", "add", f"{address}/24", "dev", ns_end)
+        _ip("-n", ns, "link", "set", "lo", "up")
+        _ip("-n", ns, "link", "set", ns_end, "up")
 
     def _provision(self) -> None:
         w = self.w
@@ -364,16 +405,24 @@ class SambaAD:
         """Every live process of this DC: its smb.conf path is on their command line."""
         if self.workdir is None:
             return []
-        marker = str(self.conf)
+        markers = (str(self.conf), str(self.member_conf))
         pids = []
         for entry in os.listdir("/proc"):
-            if entry.isdigit() and marker in _cmdline(int(entry)) and _alive(int(entry)):
+            if not entry.isdigit():
+                continue
+            line = _cmdline(int(entry))
+            if any(m in line for m in markers) and _alive(int(entry)):
                 pids.append(int(entry))
         return pids
 
     def stop(self) -> None:
         """Kill the DC (by pid), delete the namespaces and the workdir; safe to repeat."""
         atexit.unregister(self.stop)
+        for member_pid in self.member_pids:
+            if _alive(member_pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(member_pid, signal.SIGTERM)
+        self.member_pids.clear()
         pid = self.samba_pid
         if pid is not None and _alive(pid):
             with contextlib.suppress(ProcessLookupError):
@@ -389,14 +438,13 @@ class SambaAD:
         for left in self._our_pids():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(left, signal.SIGKILL)
-        for ns in (NS_CLIENT, NS_DC):
-            if ns in self._netns_made:
-                for leftover in _ns_pids(ns):
-                    # only processes this fixture's tests started can live in our namespaces
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(leftover, signal.SIGKILL)
-                with contextlib.suppress(subprocess.SubprocessError, OSError):
-                    _ip("netns", "del", ns)
+        for ns in reversed(self._netns_made):
+            for leftover in _ns_pids(ns):
+                # only processes this fixture's tests started can live in our namespaces
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(leftover, signal.SIGKILL)
+            with contextlib.suppress(subprocess.SubprocessError, OSError):
+                _ip("netns", "del", ns)
         self._netns_made.clear()
         for etc in self._etc_made:
             shutil.rmtree(etc, ignore_errors=True)
@@ -404,6 +452,92 @@ class SambaAD:
         if self.workdir is not None and not self.keep_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
         self.samba_pid = None
+
+    # ----------------------------------------------------------------- member
+    def _start_member(self, deadline: float) -> None:
+        """Join ``fs1`` (smbd + winbindd, security = ads) to the domain and start it."""
+        m = self.member_dir
+        for sub in ("etc", "private", "lock", "state", "cache", "run/ncalrpc", "run/winbindd", "log",
+                    "share"):
+            (m / sub).mkdir(parents=True, exist_ok=True)
+        m.chmod(0o755)
+        (m / "share").chmod(0o1777)
+        (m / "private").chmod(0o700)
+        (m / "etc" / "passwd").write_text(
+            "root:x:0:0:root:/root:/bin/false\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
+        (m / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
+        self.member_conf.write_text(
+            "[global]\n"
+            "  security = ads\n"
+            f"  realm = {REALM}\n"
+            f"  workgroup = {DOMAIN}\n"
+            f"  netbios name = {MEMBER_NAME.upper()}\n"
+            f"  interfaces = {MEMBER_IP}\n"
+            "  bind interfaces only = yes\n"
+            "  disable netbios = yes\n"
+            "  kerberos method = secrets and keytab\n"
+            f"  dedicated keytab file = {m / 'private' / 'krb5.keytab'}\n"
+            "  idmap config * : backend = tdb\n"
+            "  idmap config * : range = 3000-7999\n"
+            f"  idmap config {DOMAIN} : backend = rid\n"
+            f"  idmap config {DOMAIN} : range = 10000-999999\n"
+            f"  private dir = {m / 'private'}\n"
+            f"  lock directory = {m / 'lock'}\n"
+            f"  state directory = {m / 'state'}\n"
+            f"  cache directory = {m / 'cache'}\n"
+            f"  pid directory = {m / 'run'}\n"
+            f"  ncalrpc dir = {m / 'run' / 'ncalrpc'}\n"
+            f"  winbindd socket directory = {m / 'run' / 'winbindd'}\n"
+            f"  log file = {m / 'log' / 'log.%m'}\n"
+            "  log level = 1\n"
+            "  max log size = 0\n"
+            "  load printers = no\n"
+            "  printing = bsd\n"
+            "  printcap name = /dev/null\n"
+            "  disable spoolss = yes\n"
+            "  usershare max shares = 0\n"
+            "  template shell = /bin/false\n"
+            f"  template homedir = {m / 'share'}\n"
+            "[share]\n"
+            f"  path = {m / 'share'}\n"
+            "  read only = no\n"
+        )
+        self.attach(NS_MEMBER, MEMBER_IP, "smbskrb-v2", "smbskrb-v3")
+        self._write_etc(NS_MEMBER)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KRB5") and k != "LD_PRELOAD"}
+        join = subprocess.run(
+            ["ip", "netns", "exec", NS_MEMBER, "net", "ads", "join", "-s", str(self.member_conf),
+             "-U", f"{ADMINISTRATOR.name}%{ADMINISTRATOR.password}", "--no-dns-updates"],
+            capture_output=True, text=True, env=env, timeout=60, check=False)
+        (m / "log" / "join.log").write_text(join.stdout + join.stderr)
+        if join.returncode != 0:
+            raise SambaADError(f"net ads join failed: {(join.stdout + join.stderr)[-800:]}")
+        self.samba_tool("dns", "add", DC_IP, DNS_DOMAIN, MEMBER_NAME, "A", MEMBER_IP,
+                        "-U", f"{ADMINISTRATOR.name}%{ADMINISTRATOR.password}", in_namespace=True)
+        for daemon in ("winbindd", "smbd"):
+            with open(m / "log" / f"{daemon}.out", "wb") as log:
+                proc = subprocess.Popen(
+                    ["ip", "netns", "exec", NS_MEMBER, _which(daemon) or daemon, "-s", str(self.member_conf),
+                     "-F", "--no-process-group"],
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    env=self.daemon_env(m), start_new_session=True)
+            self.member_pids.append(proc.pid)
+        smbd = self.member_pids[-1]
+        while time.monotonic() < deadline:
+            if not all(_alive(p) for p in self.member_pids):
+                raise SambaADError(f"member daemons exited: {(m / 'log' / 'smbd.out').read_text()[-800:]}")
+            if 445 in _listening_ports(smbd) and self._member_admins_ready():
+                return
+            time.sleep(0.2)
+        raise SambaADError("the member server did not get ready in time")
+
+    def _member_admins_ready(self) -> bool:
+        """winbindd answers and maps the domain's users (Domain Admins go into
+        BUILTIN\\Administrators on the member by themselves)."""
+        result = subprocess.run(
+            ["ip", "netns", "exec", NS_MEMBER, "wbinfo", "-n", f"{DOMAIN}\\{ALICE.name}"],
+            capture_output=True, text=True, env=self.daemon_env(self.member_dir), timeout=15, check=False)
+        return result.returncode == 0
 
     # ----------------------------------------------------------------- client
     def client_run(

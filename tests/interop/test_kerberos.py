@@ -1,12 +1,13 @@
-"""``-k`` against a real Samba AD domain controller (samba_ad.py), the way users run it.
+"""``-k`` in a real Samba AD domain (samba_ad.py), the way users run it.
 
 The CLI runs as a separate process in the client network namespace, where DNS is
 the DC and /etc/krb5.conf names the realm (as on a domain member): ``kinit`` then
-``smbsessions enum -k dc1.smbskrb.test``, or ``-k -U realm/user%password``. The
+``smbsessions enum -k fs1.smbskrb.test``, or ``-k -U realm/user%password``. The
 ``--dc-ip`` tests take the KDC's DNS records away (a krb5.conf without DNS lookups).
 
-Sessions are enumerated and deleted on the DC itself (Samba's AD DC runs smbd, which
-serves srvsvc): a member server joined to the domain did not fit the time budget.
+Sessions are enumerated and deleted on ``fs1``, a Samba member server joined to the
+domain (the ticket is for cifs/fs1...), and on the DC; the sweep covers both (and a
+second DNS name of the DC).
 
 Skips with the reason when not root, when Samba AD / krb5 tools are missing, or
 when the ``kerberos`` extra (gssapi, krb5) is not installed.
@@ -35,6 +36,7 @@ from .samba_ad import (
     DC_IP,
     DC_NAME,
     DNS_DOMAIN,
+    MEMBER_FQDN,
     REALM,
     DomainAccount,
     SambaAD,
@@ -68,8 +70,8 @@ def ad(request: pytest.FixtureRequest) -> Iterator[SambaAD]:
         reporter = request.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             reporter.write_line(
-                f"\nsamba AD DC fixture: started in {dc.start_seconds:.1f} s "
-                f"(provision {dc.provision_seconds:.1f} s)"
+                f"\nsamba AD fixture: started in {dc.start_seconds:.1f} s (provision "
+                f"{dc.provision_seconds:.1f} s, member join + start {dc.member_seconds or 0:.1f} s)"
             )
         yield dc
     finally:
@@ -110,23 +112,24 @@ def _me(account: DomainAccount) -> str:
 # ---------------------------------------------------------------- ticket cache
 
 
-def test_enum_from_a_ticket_cache(ad: SambaAD) -> None:
-    cache = ccache(ad, "alice-enum")
+@pytest.mark.parametrize("server", [MEMBER_FQDN, DC_FQDN])
+def test_enum_from_a_ticket_cache(ad: SambaAD, server: str) -> None:
+    cache = ccache(ad, f"alice-enum-{server}")
     ad.kinit(ALICE, cache)
-    result = smb(ad, "enum", "-k", DC_FQDN, "--format", "json", env={"KRB5CCNAME": cache})
+    result = smb(ad, "enum", "-k", server, "--format", "json", env={"KRB5CCNAME": cache})
     records = sessions(result)
     assert _me(ALICE) in users(records)
     assert any(str(r.get("client_name", "")).lstrip("\\") == CLIENT_IP for r in records)
     # The ticket the logon used is the one for cifs/<the name given>.
     klist = ad.client_run(["klist"], env={"KRB5CCNAME": cache})
-    assert f"cifs/{DC_FQDN}@{REALM}" in klist.stdout
+    assert f"cifs/{server}@{REALM}" in klist.stdout
 
 
 def test_get_from_a_ticket_cache(ad: SambaAD) -> None:
     cache = ccache(ad, "alice-get")
     ad.kinit(ALICE, cache)
     # Samba names the session's user DOMAIN\\user.
-    result = smb(ad, "get", "-k", DC_FQDN, "--client", CLIENT_IP, "--user", f"SMBSKRB\\{ALICE.name}",
+    result = smb(ad, "get", "-k", MEMBER_FQDN, "--client", CLIENT_IP, "--user", f"SMBSKRB\\{ALICE.name}",
                  "--format", "json", env={"KRB5CCNAME": cache})
     records = sessions(result)
     assert records
@@ -136,7 +139,7 @@ def test_get_from_a_ticket_cache(ad: SambaAD) -> None:
 def test_plain_user_is_denied_after_a_good_kerberos_logon(ad: SambaAD) -> None:
     cache = ccache(ad, "bob")
     ad.kinit(BOB, cache)
-    result = smb(ad, "enum", "-k", DC_FQDN, env={"KRB5CCNAME": cache})
+    result = smb(ad, "enum", "-k", MEMBER_FQDN, env={"KRB5CCNAME": cache})
     assert result.returncode != 0
     assert "ACCESS_DENIED" in result.stderr
     assert "Kerberos" not in result.stderr  # the logon itself worked
@@ -148,7 +151,7 @@ def test_plain_user_is_denied_after_a_good_kerberos_logon(ad: SambaAD) -> None:
 def test_enum_with_a_password_gets_one_ticket(ad: SambaAD) -> None:
     before = ad.as_req_count(ALICE)
     # -A FILE: the password stays out of argv; KRB5CCNAME must not receive our ticket.
-    result = smb(ad, "enum", "-k", "-A", _auth_file(ad, ALICE), DC_FQDN, "--format", "json",
+    result = smb(ad, "enum", "-k", "-A", _auth_file(ad, ALICE), MEMBER_FQDN, "--format", "json",
                  env={"KRB5CCNAME": ccache(ad, "must-not-be-used")})
     assert _me(ALICE) in users(sessions(result))
     assert ad.as_req_count(ALICE) == before + 1
@@ -166,7 +169,7 @@ def _auth_file(ad: SambaAD, account: DomainAccount, password: str | None = None)
 
 
 def test_password_in_user_spec(ad: SambaAD) -> None:
-    result = smb(ad, "enum", "-k", "-U", f"{DNS_DOMAIN}/{ALICE.name}%{ALICE.password}", DC_FQDN,
+    result = smb(ad, "enum", "-k", "-U", f"{DNS_DOMAIN}/{ALICE.name}%{ALICE.password}", MEMBER_FQDN,
                  "--format", "json")
     assert _me(ALICE) in users(sessions(result))
 
@@ -175,7 +178,7 @@ def test_nt_hash_is_used_as_the_rc4_key(ad: SambaAD) -> None:
     from smbsessions.auth import nt_hash_of
 
     result = smb(ad, "enum", "-k", "-U", f"{DNS_DOMAIN}/{ALICE.name}", "--hashes",
-                 f":{nt_hash_of(ALICE.password)}", DC_FQDN, "--format", "json")
+                 f":{nt_hash_of(ALICE.password)}", MEMBER_FQDN, "--format", "json")
     assert _me(ALICE) in users(sessions(result))
 
 
@@ -184,7 +187,7 @@ def test_aes256_key(ad: SambaAD) -> None:
     salt = f"{REALM}{ALICE.name}".encode()
     key = krb5.c_string_to_key(ctx, 18, ALICE.password.encode(), salt)
     result = smb(ad, "enum", "-k", "-U", f"{DNS_DOMAIN}/{ALICE.name}", "--aes-key", bytes(key.data).hex(),
-                 DC_FQDN, "--format", "json")
+                 MEMBER_FQDN, "--format", "json")
     assert _me(ALICE) in users(sessions(result))
 
 
@@ -208,7 +211,7 @@ def test_dc_ip_when_dns_does_not_know_the_realm(ad: SambaAD) -> None:
     lost = smb(ad, "enum", "-k", "-U", spec, DC_FQDN, env=env)
     assert lost.returncode == EXIT_AUTH
     assert "--dc-ip" in lost.stderr and "no KDC" in lost.stderr
-    found = smb(ad, "enum", "-k", "-U", spec, "--dc-ip", DC_IP, DC_FQDN, "--format", "json", env=env)
+    found = smb(ad, "enum", "-k", "-U", spec, "--dc-ip", DC_IP, MEMBER_FQDN, "--format", "json", env=env)
     assert _me(ALICE) in users(sessions(found))
 
 
@@ -281,7 +284,7 @@ def test_delete_a_session_with_kerberos(ad: SambaAD) -> None:
         "import sys\n"
         "from smbsessions.auth import Credentials\n"
         "from smbsessions.transport import SmbPipe\n"
-        f"p = SmbPipe.open({DC_FQDN!r}, 445, credentials=Credentials({BOB.name!r}, 'SMBSKRB', "
+        f"p = SmbPipe.open({MEMBER_FQDN!r}, 445, credentials=Credentials({BOB.name!r}, 'SMBSKRB', "
         "password=sys.stdin.readline().strip()))\n"
         "print('READY', flush=True)\n"
         "sys.stdin.read()\n"
@@ -298,13 +301,13 @@ def test_delete_a_session_with_kerberos(ad: SambaAD) -> None:
         cache = ccache(ad, "alice-del")
         ad.kinit(ALICE, cache)
         env = {"KRB5CCNAME": cache}
-        listed = users(sessions(smb(ad, "enum", "-k", DC_FQDN, "--format", "json", env=env)))
+        listed = users(sessions(smb(ad, "enum", "-k", MEMBER_FQDN, "--format", "json", env=env)))
         assert _me(BOB) in listed
-        result = smb(ad, "delete", "-k", DC_FQDN, "--user", f"SMBSKRB\\{BOB.name}", "--client", CLIENT_IP,
+        result = smb(ad, "delete", "-k", MEMBER_FQDN, "--user", f"SMBSKRB\\{BOB.name}", "--client", CLIENT_IP,
                      "--yes",
                      env=env)
         assert result.returncode == 0, result.stderr
-        after = users(sessions(smb(ad, "enum", "-k", DC_FQDN, "--format", "json", env=env)))
+        after = users(sessions(smb(ad, "enum", "-k", MEMBER_FQDN, "--format", "json", env=env)))
         assert _me(BOB) not in after
     finally:
         proc.kill()
@@ -316,7 +319,7 @@ def test_delete_a_session_with_kerberos(ad: SambaAD) -> None:
 
 def test_sweep_gets_one_ticket_for_every_host(ad: SambaAD) -> None:
     before = ad.as_req_count(ALICE)
-    hosts = [DC_FQDN, SECOND_NAME, DC_NAME]
+    hosts = [MEMBER_FQDN, DC_FQDN, SECOND_NAME, DC_NAME]
     result = smb(ad, "sweep", "-k", "-A", _auth_file(ad, ALICE), "--format", "jsonl",
                  "--processes", "2", *hosts, timeout=180)
     assert result.returncode == 0, result.stderr
