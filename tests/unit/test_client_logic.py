@@ -335,3 +335,31 @@ def test_our_own_session_is_marked() -> None:
     assert [s.own_session for s in sessions] == [True, False, False, False]
     assert sessions[0].to_dict()["own_session"] is True
     assert sessions[0].to_dict()["active_time"] == 0xFFFFFFFF  # raw here; outputs normalise it
+
+
+def test_enum_command_against_a_server_paging_forever_ends_at_its_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    from smbsessions.cli import main
+
+    endpoint = endless_pages(50)
+
+    def fake_open(self: SessionClient) -> SessionClient:
+        if self._pipe is None:
+            self._check_deadline("connecting")
+            pipe = EndpointPipe(endpoint)
+            self._pipe = pipe  # type: ignore[assignment]
+            self._rpc.receive_bind_ack(pipe.transceive(self._rpc.bind()))
+        return self
+
+    monkeypatch.setattr(SessionClient, "open", fake_open)
+    err = io.StringIO()
+    started = time.monotonic()
+    code = main(["enum", "127.0.0.1", "-U", "alice%pw", "--timeout", "1", "--level", "1", "--format", "json"],
+                io.StringIO(), err)
+    assert code == 7, err.getvalue()
+    assert "1 s" in err.getvalue() and "Traceback" not in err.getvalue()
+    assert endpoint.calls > 2
+    assert time.monotonic() - started < 30  # loose: before, it paged to MAX_PAGES (minutes)
