@@ -117,6 +117,10 @@ STATUSES: tuple[str, ...] = tuple(status.value for status in SweepStatus)
 ANSWERED = frozenset({"ok", "ok-empty"})
 """Statuses of hosts whose enumeration succeeded (they expose sessions to the account)."""
 RETRIED_ON_RESUME = frozenset({"skipped", "not-attempted"})
+DEFAULT_MAX_ENTRIES = 100_000
+"""Default per-host session budget of a sweep (a real server has far fewer)."""
+BYTES_PER_ENTRY = 400
+"""Byte budget per budgeted entry: a level-502 entry with long names stays well under it."""
 UNREACHABLE_STATUSES = frozenset({"unreachable", "timeout", "skipped", "not-attempted"})
 """Hosts that gave no answer at all: normal in a range, apart from real failures."""
 WORKER_DIED = "WorkerDied"
@@ -438,10 +442,21 @@ class SweepConfig:
     require_encryption: bool = False
     max_logon_failures: int = DEFAULT_MAX_LOGON_FAILURES
     """Stop logging on after this many refusals in a row (0: never stop; see ``logon_guard``)."""
+    max_entries: int = DEFAULT_MAX_ENTRIES
+    """Sessions one host may send (all pages together); more is an ``error`` for that host.
+    With the byte budget derived from it (``max_bytes``), memory stays bounded by the
+    concurrency times this, whatever the hosts send."""
     logon_guard: LogonGuard | None = field(default=None, compare=False)
     """Shared by the workers; ``run_sweep`` creates it from ``max_logon_failures``."""
 
+    @property
+    def max_bytes(self) -> int:
+        """The byte budget of one host's answers (every page): ``max_entries`` large entries."""
+        return max(1 << 20, self.max_entries * BYTES_PER_ENTRY)
+
     def __post_init__(self) -> None:
+        if self.max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
         if self.timeout <= 0:
             raise ValueError("timeout must be positive")
         if self.margin < 0:
@@ -460,6 +475,8 @@ def probe_host(target: Target, config: SweepConfig, client: SessionClient | None
             require_encryption=config.require_encryption,
             deadline=_host_deadline(config, start),
             logon_guard=config.logon_guard,
+            max_entries=config.max_entries,
+            max_bytes=config.max_bytes,
         )
     try:
         with client:
@@ -603,7 +620,8 @@ class HostRunner:
         by_deadline = config.deadline is not None and config.deadline < limit
         if by_deadline and config.deadline is not None:
             limit = config.deadline
-        extra: dict[str, Any] = {"deadline": _host_deadline(config, now)}
+        extra: dict[str, Any] = {"deadline": _host_deadline(config, now), "max_entries": config.max_entries,
+                                 "max_bytes": config.max_bytes}
         if config.logon_guard is not None:
             extra["logon_guard"] = config.logon_guard
         # The client is given the configured timeout (its messages name it) and the

@@ -36,7 +36,9 @@ from .logon_guard import DEFAULT_MAX_LOGON_FAILURES
 from .output import RecordWriter, printable
 from .sweep import (
     ANSWERED,
+    BYTES_PER_ENTRY,
     CSV_COLUMNS,
+    DEFAULT_MAX_ENTRIES,
     STATUSES,
     UNREACHABLE_STATUSES,
     ResultsFile,
@@ -135,6 +137,10 @@ def add_parser(commands: Any) -> None:
                         help="0, 1, 2, 10 or 502 (default: the richest allowed)")
     parser.add_argument("--user", metavar="NAME", help="hunt: only sessions of this user")
     parser.add_argument("--client", metavar="NAME", help="only sessions from this client")
+    parser.add_argument("--max-entries", type=int, default=DEFAULT_MAX_ENTRIES, metavar="N",
+                        help="sessions one host may send before it is an error (default "
+                             f"{DEFAULT_MAX_ENTRIES:,}; with a byte budget of {BYTES_PER_ENTRY} bytes "
+                             "each, this bounds memory per host in flight)")
     parser.add_argument("--concurrency", type=int, default=64, metavar="N",
                         help="hosts in flight at once (default 64)")
     parser.add_argument("--processes", type=int, default=None, metavar="N",
@@ -337,6 +343,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UsageError("--only-sessions applies to --format table")
     if args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
+    if args.max_entries < 1:
+        raise UsageError("--max-entries must be at least 1")
     if args.processes is not None and args.processes < 1:
         raise UsageError("--processes must be at least 1")
     if args.timeout <= 0:
@@ -418,7 +426,7 @@ def cmd_sweep(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     deadline = None if args.deadline is None else time.monotonic() + args.deadline
     config = SweepConfig(credentials, level=args.level, user=args.user, client=args.client,
                          timeout=args.timeout, margin=margin, deadline=deadline,
-                         require_encryption=args.encrypt,
+                         require_encryption=args.encrypt, max_entries=args.max_entries,
                          max_logon_failures=0 if args.continue_on_auth_failure else args.max_logon_failures)
 
     stream, close_stream = _open_output(args, out)

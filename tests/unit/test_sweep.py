@@ -505,3 +505,31 @@ def test_targets_are_pulled_only_as_workers_free_up(processes: int) -> None:
     assert produced == recorded == (1 << 14) - 2
     # Threads plus a small prefetch per worker: never the whole target list.
     assert most_in_flight <= 8 + 2 * max(2, 8 // processes // 2) + 1
+
+
+def test_a_host_sending_more_than_the_entry_budget_is_an_error_not_a_memory_hog() -> None:
+    from .test_client_logic import EndpointPipe, endless_pages
+
+    class EndlessClient(SessionClient):
+        def open(self) -> SessionClient:
+            if self._pipe is None:
+                pipe = EndpointPipe(endless_pages(500))
+                self._pipe = pipe  # type: ignore[assignment]
+                self._rpc.receive_bind_ack(pipe.transceive(self._rpc.bind()))
+            return self
+
+    records: list[dict[str, Any]] = []
+    done = threading.Event()
+
+    def emit(record: dict[str, Any]) -> None:
+        records.append(record)
+        done.set()
+
+    config = SweepConfig(CREDS, timeout=20, max_entries=2000)
+    assert config.max_bytes == 1 << 20  # never below 1 MiB
+    runner = HostRunner(config, 1, emit, client_class=EndlessClient)
+    runner.submit(Target("10.0.0.1", 445))
+    assert done.wait(20)
+    runner.close()
+    (record,) = records
+    assert record["status"] == "error" and "more than 2,000 sessions" in record["detail"]
