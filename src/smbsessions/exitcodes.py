@@ -24,7 +24,10 @@ class ExitCode(enum.IntEnum):
     UNREACHABLE = 7
     PROTOCOL = 8
     SOME_FAILED = 9
-    ABORTED = 10
+    LISTEN_FAILED = 10
+    STORE_UNAVAILABLE = 11
+    STORE_LOST = 12
+    ABORTED = 13
     INTERRUPTED = 130
 
 
@@ -41,6 +44,11 @@ MEANINGS: dict[ExitCode, str] = {
     ExitCode.UNREACHABLE: "host unreachable, closed or reset the connection, or timed out",
     ExitCode.PROTOCOL: "protocol error (DCE/RPC fault, malformed reply, SMB1-only server, SMB error)",
     ExitCode.SOME_FAILED: "sweep: some hosts did not answer",
+    ExitCode.LISTEN_FAILED: "serve: cannot listen on the address and port",
+    ExitCode.STORE_UNAVAILABLE: "watch, history: the store cannot be opened or read, or (watch) another live "
+                                "watcher already watches some of the targets (the message says which)",
+    ExitCode.STORE_LOST: "watch: the store stayed unavailable until the events held in memory reached "
+                         "--max-pending; the message says what could not be stored",
     ExitCode.ABORTED: "aborted: the confirmation was declined, nothing was done",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C at any point, prompts included)",
 }
@@ -57,6 +65,7 @@ COMMAND_CODES: dict[str, tuple[ExitCode, ...]] = {
                ExitCode.NET_API, ExitCode.AUTH, ExitCode.UNREACHABLE, ExitCode.PROTOCOL,
                ExitCode.ABORTED, ExitCode.INTERRUPTED),
     "sweep": (ExitCode.OK, ExitCode.ERROR, ExitCode.USAGE, ExitCode.SOME_FAILED, ExitCode.INTERRUPTED),
+    "serve": (ExitCode.OK, ExitCode.USAGE, ExitCode.LISTEN_FAILED),
 }
 
 

@@ -457,7 +457,7 @@ def test_delete_shows_sessions_and_open_files_then_aborts_on_no(
 
     result = run_cli("delete", *as_alice(samba), "--client", sources[0])
 
-    assert result.code == cli.EXIT_ABORTED == 10
+    assert result.code == cli.EXIT_ABORTED == 13
     assert f"will disconnect 1 session with 2 open files from client {sources[0]}" in result.err
     assert f"{unc(sources[0])}  bob  2 open files" in result.err
     assert "aborted: nothing was disconnected" in result.err

@@ -200,7 +200,7 @@ def test_delete_lists_what_goes_after_logon_then_asks(fake: FakeClient, monkeypa
 
 def test_delete_declined_is_aborted_not_an_error(fake: FakeClient, monkeypatch: pytest.MonkeyPatch) -> None:
     result = run("delete", HOST, *AUTH, "--client", "10.0.0.9", stdin="n\n", monkeypatch=monkeypatch)
-    assert result.code == ExitCode.ABORTED == 10
+    assert result.code == ExitCode.ABORTED == 13
     assert "aborted: nothing was disconnected" in result.err
     assert "error" not in result.err
     assert not any(call.startswith("delete") for call in fake.calls)
