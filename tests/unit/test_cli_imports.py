@@ -64,3 +64,25 @@ def test_the_clis_copies_of_shared_words_agree_with_their_homes() -> None:
     assert cli.DEFAULT_PORT == auth.SMB_PORT
     assert ", ".join(map(str, levels.VALID_LEVELS[:-1])) + f" or {levels.VALID_LEVELS[-1]}" == cli._LEVELS_TEXT
     assert cli.EXIT_DENIED is ExitCode.DENIED and cli.EXIT_INTERRUPTED is ExitCode.INTERRUPTED
+
+
+EXIT_PROBE = """
+import atexit, gc, sys
+from smbsessions import cli
+atexit.register(lambda: print("atexit ran; frozen", gc.get_freeze_count() > 0, "enabled", gc.isenabled()))
+sys.argv = ["smbsessions", *{argv!r}]
+sys.stdout.write("buffered output ")
+sys.exit(cli.main())
+"""
+
+
+@pytest.mark.parametrize(("argv", "code"), [(["enum", "127.0.0.300", "-U", "a%b"], 2), (["get", "--help"], 0)])
+def test_program_entry_freezes_the_collector_keeps_output_and_atexit(argv: list[str], code: int) -> None:
+    run = subprocess.run([sys.executable, "-c", EXIT_PROBE.format(argv=argv)], capture_output=True, text=True,
+                         timeout=60, check=False, stdin=subprocess.DEVNULL)
+    assert run.returncode == code, run.stderr
+    assert run.stdout.startswith("buffered output ")
+    if code == 2:  # argparse's --help exits inside main: the freeze is for commands that ran
+        assert run.stdout.rstrip().endswith("atexit ran; frozen True enabled True")
+    else:
+        assert "atexit ran" in run.stdout
