@@ -52,3 +52,13 @@ def test_main_help_lists_every_exit_code() -> None:
     text = cli.build_parser([]).format_help()
     for code, meaning in MEANINGS.items():
         assert f"{int(code):<4} {meaning}" in text
+
+
+@pytest.mark.parametrize("command", ["sweep", "watch"])
+def test_other_commands_help_documents_options_exit_codes_and_examples(command: str) -> None:
+    sub = subparser(command)
+    assert all(action.help for action in sub._actions)
+    text = sub.format_help()
+    examples = text.split("examples:\n", 1)[1].split("\n\n", 1)[0]
+    assert len(re.findall(rf"smbsessions {command} ", examples)) >= 2
+    assert "exit codes:" in text
