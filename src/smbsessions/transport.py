@@ -106,6 +106,16 @@ _SMB1_MAGIC = b"\xffSMB"
 _MAX_MESSAGE_READS = 1024  # bounds the reads that finish one overflowing pipe message
 _TEARDOWN_JOIN_SECONDS = 2.0
 
+SMBPROTOCOL_PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
+    ("smbprotocol.transport.Tcp", "_recv"),  # _BoundedTcp.recv reads through it
+    ("smbprotocol.transport.Tcp", "_sock"),  # the socket: peer and local addresses
+    ("smbprotocol.connection.Connection", "_t_worker"),  # the receive thread, joined on teardown
+    ("smbprotocol.connection.Connection", "_t_exc"),  # its exception, checked before waiting
+    ("smbprotocol.connection.Connection", "_send_smb2_negotiate"),
+)
+"""Every private smbprotocol name this module relies on (class, attribute); a unit test
+checks they still exist, so an smbprotocol upgrade that renames one fails loudly."""
+
 _DIALECT_NAMES: dict[int, str] = {
     Dialects.SMB_2_0_2: "SMB 2.0.2",
     Dialects.SMB_2_1_0: "SMB 2.1",
