@@ -891,7 +891,11 @@ def _main(arguments: list[str], out: IO[str], err: IO[str], program: bool) -> in
         err.write(f"smbsessions: error: {MissingExtraError(exc.name, f'smbsessions {args.command}')}\n")
         return ExitCode.USAGE
     except (SmbSessionsError, UsageError, Failure, ConnectionError) as exc:
-        err.write(f"smbsessions: error: {exc}\n")
+        from .output import printable
+
+        # A message may quote what a server sent: never raw control or bidi characters.
+        message = "\n".join(printable(line) for line in str(exc).split("\n"))
+        err.write(f"smbsessions: error: {message}\n")
         hint = exc.hint if isinstance(exc, Failure) else None
         if hint:
             err.write(hint + "\n")

@@ -390,3 +390,16 @@ def test_records_carry_host_port_and_timestamp(fake: FakeClient) -> None:
         assert all(r["timestamp"].endswith("Z") and r["timestamp"][:2] == "20" for r in records)
     rows = list(csv.DictReader(io.StringIO(run("enum", HOST, *AUTH, "--format", "csv").out)))
     assert {(r["host"], r["port"]) for r in rows} == {(HOST, str(PORT))}
+
+
+def test_error_messages_cannot_drive_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    from smbsessions.status import ProtocolError
+
+    def connect(args: Any) -> FakeClient:
+        raise ProtocolError("the server said \x1b]0;owned\x07 and \u202egnp.exe\x9b")
+
+    monkeypatch.setattr(cli, "_connect", connect)
+    result = run("enum", HOST, *AUTH)
+    assert result.code == ExitCode.PROTOCOL
+    assert "\x1b" not in result.err and "\u202e" not in result.err and "\x9b" not in result.err
+    assert "\\x1b]0;owned\\x07" in result.err
