@@ -18,7 +18,7 @@ from smbsessions.watch import history
 from smbsessions.watch.diffing import HostPoll, Observed, SessionTracker
 from smbsessions.watch.events import HostStatusEvent, SessionEvent, event_dict, event_line
 from smbsessions.watch.pending import PendingWrites
-from smbsessions.watch.poll import own_session_index, record_to_poll, storable
+from smbsessions.watch.poll import own_session_indexes, record_to_poll, storable
 from smbsessions.watch.store import (
     SCHEMA_VERSION,
     Store,
@@ -314,10 +314,12 @@ def test_own_session_recognised() -> None:
         {"client_name": "\\\\127.0.0.1", "user_name": "ALICE", "active_time": 0},
         {"client_name": "\\\\10.0.0.1", "user_name": "bob", "active_time": 0},
     ]
-    assert own_session_index(listed, "alice", 0.3) == 1
-    assert own_session_index(listed[:1], "alice", 0.3) is None
+    assert own_session_indexes(listed, "alice", 0.3) == {1}
+    assert own_session_indexes(listed[:1], "alice", 0.3) == set()
+    # Concurrent polls of one server under several names: all young sessions of ours.
+    assert own_session_indexes([*listed, dict(listed[1], client_name="\\\\127.0.0.1")], "alice", 0.3) == {1, 3}
     flagged = [dict(s, own_session=i == 0) for i, s in enumerate(listed)]
-    assert own_session_index(flagged, "alice", 0.3) == 0  # the client's mark wins
+    assert own_session_indexes(flagged, "alice", 0.3) == {0}  # the client's mark wins
 
 
 def test_record_to_poll() -> None:

@@ -43,31 +43,29 @@ def _age(session: dict[str, Any]) -> int | None:
     return 0 if value == _U32_MAX else value
 
 
-def own_session_index(sessions: Sequence[dict[str, Any]], account: str, elapsed: float) -> int | None:
-    """Which listed session is the poll's own connection, or None.
+def own_session_indexes(sessions: Sequence[dict[str, Any]], account: str, elapsed: float) -> set[int]:
+    """Which listed sessions are the poll's own connections.
 
-    The client marks it (``own_session``) when it can tell; otherwise the
-    youngest session of our own account not older than the poll itself is
-    ours (one per listing: each poll opens exactly one session). At level 0
-    (no user, no time) it cannot be told without the client's mark.
+    The client marks its own session (``own_session``) when it can tell.
+    Otherwise every session of our own account that is not older than the
+    poll itself is taken for ours: one is, and others that young are our
+    concurrent polls of the same server under other names (or a real logon
+    of the same account in the same second, recorded from the next poll on,
+    with its true start). At level 0 (no user, no time) only the client's
+    mark can tell.
     """
     if any("own_session" in s for s in sessions):
-        for index, session in enumerate(sessions):
-            if session.get("own_session"):
-                return index
-        return None
-    best: tuple[int, int] | None = None
+        return {index for index, session in enumerate(sessions) if session.get("own_session")}
     wanted = account.casefold()
+    own = set()
     for index, session in enumerate(sessions):
         user = session.get("user_name")
         if not isinstance(user, str) or user.casefold() != wanted:
             continue
         age = _age(session)
-        if age is None or age > elapsed + OWN_SESSION_SLACK:
-            continue
-        if best is None or age < best[0]:
-            best = (age, index)
-    return None if best is None else best[1]
+        if age is not None and age <= elapsed + OWN_SESSION_SLACK:
+            own.add(index)
+    return own
 
 
 def record_to_poll(record: dict[str, Any], now: float, account: str) -> HostPoll:
@@ -75,7 +73,7 @@ def record_to_poll(record: dict[str, Any], now: float, account: str) -> HostPoll
     host = record_key(record["host"], record["port"])
     sessions: list[dict[str, Any]] = record.get("sessions") or []
     elapsed = float(record.get("elapsed") or 0.0)
-    own = own_session_index(sessions, account, elapsed)
+    own = own_session_indexes(sessions, account, elapsed)
     observed = []
     for index, session in enumerate(sessions):
         client = session.get("client_name")
@@ -84,7 +82,7 @@ def record_to_poll(record: dict[str, Any], now: float, account: str) -> HostPoll
             client=storable(client) if isinstance(client, str) else "",
             user=storable(user) if isinstance(user, str) else None,
             age=_age(session),
-            own=index == own,
+            own=index in own,
         ))
     detail = record.get("error") or record.get("detail")
     return HostPoll(
