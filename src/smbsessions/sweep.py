@@ -318,6 +318,10 @@ def read_results(path: str | os.PathLike[str], fmt: str = "jsonl") -> ResultsFil
         return results
     retried = results.retried
     last_key: str | None = None
+    # CSV: a record is several rows; one cut short by a failed write (disk full) has
+    # fewer session rows than its session_count and is tried again.
+    rows_seen: dict[str, int] = {}
+    rows_expected: dict[str, int] = {}
     with open(path, encoding="utf-8", errors="replace", newline="") as stream:
         rows: Iterable[Any] = csv.DictReader(stream) if fmt == "csv" else _json_lines(stream)
         for row in rows:
@@ -331,19 +335,38 @@ def read_results(path: str | os.PathLike[str], fmt: str = "jsonl") -> ResultsFil
                 continue
             key = record_key(host, port)
             names = _row_users(row, fmt)
-            if fmt == "csv" and key == last_key and results.statuses.get(key) == status:
+            continued = fmt == "csv" and key == last_key and results.statuses.get(key) == status
+            if continued:
                 results.users[key].update(names)  # another session row of the same record
             else:
                 results.statuses.pop(key, None)  # re-insert: file order of the last record
                 results.users.pop(key, None)
                 results.statuses[key] = status
                 results.users[key] = set(names)
+            if fmt == "csv":
+                counted = bool(row.get("client_name") or row.get("user_name")) and not _is_own(row)
+                rows_seen[key] = (rows_seen.get(key, 0) if continued else 0) + counted
+                rows_expected[key] = _int_or_zero(row.get("session_count"))
             if status in RETRIED_ON_RESUME or row.get("error") == WORKER_DIED:
                 retried.add(key)
             else:
                 retried.discard(key)
             last_key = key
+    for key, expected in rows_expected.items():
+        if rows_seen.get(key, 0) < expected:
+            retried.add(key)
     return results
+
+
+def _is_own(row: dict[str, Any]) -> bool:
+    return str(row.get("own_session", "")).lower() in ("true", "1")
+
+
+def _int_or_zero(text: Any) -> int:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _json_lines(stream: IO[str]) -> Iterator[Any]:
@@ -363,8 +386,7 @@ def _row_users(row: dict[str, Any], fmt: str) -> list[str]:
         users = row.get("users")
         return [u for u in users if isinstance(u, str)] if isinstance(users, list) else []
     if row.get("user_name"):
-        own = str(row.get("own_session", "")).lower() in ("true", "1")
-        return [] if own else [str(row["user_name"])]
+        return [] if _is_own(row) else [str(row["user_name"])]
     cell = row.get("users")
     if cell:
         try:

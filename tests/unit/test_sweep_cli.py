@@ -338,3 +338,15 @@ def test_help_has_examples_statuses_and_exit_codes(capsys: pytest.CaptureFixture
     assert "not-attempted" in text and "--continue-on-auth-failure" in text
     for code in ("0", "1", "2", "6", "9", "130"):
         assert f"\n  {code} " in text
+
+
+def test_resume_retries_a_host_whose_csv_record_lost_session_rows(fake_sweep: list[str], tmp_path: Path) -> None:
+    output = tmp_path / "out.csv"
+    run_cli("e1", "s1", "-o", str(output), "--format", "csv")
+    lines_ = output.read_text().splitlines(keepends=True)
+    assert len(lines_) == 1 + 1 + 3  # header, e1, s1's three sessions
+    output.write_text("".join(lines_[:-1]))  # the disk filled up after s1's second session row
+    fake_sweep.clear()
+    run_cli("e1", "s1", "-o", str(output), "--format", "csv", "--resume")
+    assert fake_sweep == ["s1"]
+    assert read_results(output, "csv").users["s1:445"] == {"bob", "users1"}
