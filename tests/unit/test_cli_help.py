@@ -54,7 +54,7 @@ def test_main_help_lists_every_exit_code() -> None:
         assert f"{int(code):<4} {meaning}" in text
 
 
-@pytest.mark.parametrize("command", ["sweep", "watch"])
+@pytest.mark.parametrize("command", ["sweep", "watch", "history"])
 def test_other_commands_help_documents_options_exit_codes_and_examples(command: str) -> None:
     sub = subparser(command)
     assert all(action.help for action in sub._actions)

@@ -29,27 +29,17 @@ from ..exitcodes import ExitCode, exit_codes_text
 from ..output import FORMATS, RecordWriter, printable, render_table
 from ..targets import DEFAULT_MAX_RANGE, DEFAULT_PORT, BadEntry, Target, TargetSource, expand
 
-EXIT_STORE_UNAVAILABLE = 11
-"""The store could not be opened (watch, history), or another watcher holds our hosts: nothing was done."""
-EXIT_STORE_LOST = 12
-"""watch: the store stayed unavailable until waiting writes could no longer be held: some are lost."""
+EXIT_STORE_UNAVAILABLE = ExitCode.STORE_UNAVAILABLE
+"""11: the store could not be opened (watch, history), or another watcher holds our hosts."""
+EXIT_STORE_LOST = ExitCode.STORE_LOST
+"""12: watch: the store stayed unavailable until waiting writes could no longer be held: some are lost."""
 
 LEASE_MINIMUM = 120.0
 """Seconds: the shortest lease a watcher takes on its hosts."""
 
-_EXTRA_CODES = {
-    EXIT_STORE_UNAVAILABLE: "the store cannot be opened or read, or (watch) another live watcher "
-                            "already watches some of the targets (the message says which)",
-    EXIT_STORE_LOST: "watch: the store stayed unavailable until the events held in memory reached "
-                     "--max-pending; the message says what could not be stored",
-}
-
 
 def _codes(*codes: int) -> str:
-    standard = [ExitCode(c) for c in codes if c in ExitCode._value2member_map_]
-    text = exit_codes_text(standard)
-    extra = [f"  {c:<4} {_EXTRA_CODES[c]}" for c in codes if c in _EXTRA_CODES]
-    return "\n".join([text, *extra])
+    return exit_codes_text([ExitCode(c) for c in codes])
 
 
 WATCH_EPILOG = """\
@@ -157,7 +147,10 @@ def _add_history(commands: Any) -> None:
     parser.add_argument("--at", metavar="WHEN", help="sessions open at WHEN")
     parser.add_argument("--current", action="store_true",
                         help="sessions open now (as of each host's last successful poll)")
-    parser.add_argument("--format", choices=FORMATS, default="table")
+    parser.add_argument("--format", choices=FORMATS, default="table",
+                        help="table (default, local times; '~' marks a start only known as 'first seen'), "
+                             "json (one array), jsonl (one object a line) or csv; JSON/CSV times are "
+                             "ISO 8601 UTC")
     parser.add_argument("--limit", type=_positive_int, metavar="N", help="at most N sessions (oldest first)")
     parser.add_argument("--host-status", action="store_true",
                         help="list host-status changes (the gaps in polling) instead of sessions")
