@@ -350,3 +350,30 @@ def test_resume_retries_a_host_whose_csv_record_lost_session_rows(fake_sweep: li
     run_cli("e1", "s1", "-o", str(output), "--format", "csv", "--resume")
     assert fake_sweep == ["s1"]
     assert read_results(output, "csv").users["s1:445"] == {"bob", "users1"}
+
+
+def surrogate_probe(target: Target, config: SweepConfig, client: SessionClient | None) -> dict[str, Any]:
+    if target.host == "s2":  # a lone UTF-16 surrogate and terminal escapes, as a hostile server may send
+        sessions = [session("10.0.0.7", "bad\ud800name\x1b[31m\u202e")]
+        return host_record(target, "ok", elapsed=0.01, level=1, sessions=sessions)
+    return fake_probe(target, config, client)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_a_lone_surrogate_never_stops_the_sweep_or_its_resume(
+    fmt: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def run(*args: Any, **kwargs: Any) -> SweepStats:
+        return sweep.run_sweep(*args, **{**kwargs, "probe": surrogate_probe, "processes": 1})
+
+    monkeypatch.setattr(sweep_cli, "run_sweep", run)
+    output = tmp_path / f"out.{fmt}"
+    code, _, err = run_cli("s1", "s2", "s3", "-o", str(output), "--format", fmt)
+    assert "Traceback" not in err and code in (0, 9)
+    raw = output.read_bytes()
+    assert b"\x1b" not in raw and "\u202e".encode() not in raw
+    results = read_results(output, fmt)
+    assert set(results.statuses) == {"s1:445", "s2:445", "s3:445"}
+    code, _, err = run_cli("s1", "s2", "s3", "s4", "-o", str(output), "--format", fmt, "--resume")
+    assert "Traceback" not in err and "resuming: 3 host(s)" in err
+    assert set(read_results(output, fmt).statuses) == {"s1:445", "s2:445", "s3:445", "s4:445"}
