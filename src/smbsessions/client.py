@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from .auth import Credentials
 from .dcerpc import DEFAULT_MAX_FRAG, MAX_FRAG, PduStream, RpcClientConnection
@@ -471,9 +471,13 @@ class SessionClient:
         with the deadline checked as they go."""
         own = self._own_session()
         for page in pages:
-            for index, info in enumerate(page):
+            slots = cast(list[SessionInfo | None], page)
+            for index in range(len(slots)):
                 if not index % _DEADLINE_CHECK_EVERY:
                     self._check_deadline("converting the answer")
+                info = slots[index]
+                slots[index] = None  # the decoded entry goes as its Session comes: one copy at a time
+                assert info is not None
                 yield _as_session(info, level, own)
 
     def _pages(
