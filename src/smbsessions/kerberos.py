@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import datetime
 import hashlib
 import importlib.util
 import ipaddress
@@ -501,6 +502,33 @@ def translate(exc: BaseException, *, where: str = "") -> KerberosError | None:
     if match:
         return translate_code(_signed(int(match.group(1))), str(exc), where=where)
     return None
+
+
+MAX_SKEW_SECONDS = 300
+"""Kerberos' default allowance (krb5.conf ``clockskew``, Windows and Samba alike)."""
+
+
+def server_clock_skew(server_time: Any, where: str, ntstatus: int | None = None) -> ClockSkewError | None:
+    """A ``ClockSkewError`` when a server refused a Kerberos logon and its clock (from
+    its SMB2 NEGOTIATE reply) is more than 5 minutes from ours, else None.
+
+    The server answers a skewed AP-REQ with a plain STATUS_LOGON_FAILURE, not a
+    KRB-ERROR, so this comparison is the only way to tell the cause.
+    """
+    if not isinstance(server_time, datetime.datetime):
+        return None
+    theirs = server_time if server_time.tzinfo else server_time.replace(tzinfo=datetime.UTC)
+    offset = (theirs - datetime.datetime.now(datetime.UTC)).total_seconds()
+    if abs(offset) <= MAX_SKEW_SECONDS:
+        return None
+    direction = "ahead of" if offset > 0 else "behind"
+    status = f" (0x{ntstatus:08X})" if ntstatus is not None else ""
+    return ClockSkewError(
+        f"{where}: the server refused the Kerberos logon{status} and its clock is "
+        f"{abs(offset) / 60:.0f} min {direction} this machine's (KRB_AP_ERR_SKEW: Kerberos "
+        "allows 5 minutes): synchronise the clocks",
+        KRB5KRB_AP_ERR_SKEW,
+    )
 
 
 def _signed(code: int) -> int:

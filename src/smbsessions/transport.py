@@ -200,6 +200,17 @@ class _DeadlineConnection(Connection):  # type: ignore[misc]  # smbprotocol is u
 
     deadline: float | None = None
     _bounded_transport: _BoundedTcp | None = None
+    kerberos_logon = False
+    server_time: Any = None
+    """The server's clock from its NEGOTIATE reply (kerberos.py tells clock skew by it)."""
+
+    def _send_smb2_negotiate(self, *args: Any, **kwargs: Any) -> Any:
+        response = super()._send_smb2_negotiate(*args, **kwargs)
+        try:
+            self.server_time = response["system_time"].get_value()
+        except Exception:  # a reply without the field: no skew diagnosis, nothing else
+            self.server_time = None
+        return response
 
     # smbprotocol's connect() builds its own Tcp; every transport it assigns is made a
     # _BoundedTcp (same object, checked recv) before the receive thread starts.
@@ -755,9 +766,21 @@ def _logon(session: Session, where: str) -> None:
         session.connect()
     except SMBResponseException as exc:
         status = int(exc.status)
+        skewed = _kerberos_skew(session.connection, where, status)
+        if skewed is not None:
+            raise skewed from None
         raise AuthenticationError(
             f"{where}: session setup failed: {ntstatus_name(status)} (0x{status:08X})", ntstatus=status
         ) from None
+
+
+def _kerberos_skew(connection: _DeadlineConnection, where: str, status: int) -> AuthenticationError | None:
+    """A skewed Kerberos AP-REQ gets a plain STATUS_LOGON_FAILURE: compare the clocks."""
+    if not connection.kerberos_logon:
+        return None
+    from smbsessions.kerberos import server_clock_skew
+
+    return server_clock_skew(connection.server_time, where, status)
 
 
 def _make_session(
@@ -775,6 +798,7 @@ def _make_session(
         from smbsessions import kerberos
 
         # ``credentials`` went through kerberos.prepare: a ticket cache, no secret.
+        connection.kerberos_logon = True
         return Session(
             connection,
             KerberosCCache(ccache=credentials.ccache or ""),
@@ -818,7 +842,7 @@ def _translate(
         name = ntstatus_name(status)
         text = f"{where}: {phase} failed: {name} (0x{status:08X})"
         if phase == "session setup":
-            return AuthenticationError(text, ntstatus=status)
+            return _kerberos_skew(connection, where, status) or AuthenticationError(text, ntstatus=status)
         if phase == "negotiate":
             return UnsupportedDialectError(text, ntstatus=status)
         return TransportError(text, ntstatus=status)

@@ -62,7 +62,7 @@ NS_MEMBER = "smbskrb-mem"
 MEMBER_NAME = "fs1"
 MEMBER_FQDN = f"{MEMBER_NAME}.{DNS_DOMAIN}"
 MEMBER_IP = "10.231.0.3"
-START_TIMEOUT = 60.0
+START_TIMEOUT = 180.0
 STOP_TIMEOUT = 10.0
 
 
@@ -548,6 +548,7 @@ class SambaAD:
         input_text: str | None = None,
         timeout: float = 60,
         wrapper: Sequence[str] = (),
+        cwd: str | Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` in the client namespace (``wrapper`` e.g. faketime goes inside).
 
@@ -558,7 +559,8 @@ class SambaAD:
                 if not k.startswith(("KRB5", "NSS_WRAPPER", "SMBSESSIONS_")) and k != "LD_PRELOAD"}
         base.update(env or {})
         return subprocess.run(["ip", "netns", "exec", NS_CLIENT, *wrapper, *argv], input=input_text,
-                              capture_output=True, text=True, env=base, timeout=timeout, check=False)
+                              capture_output=True, text=True, env=base, timeout=timeout, check=False,
+                              cwd=cwd)
 
     def kinit(self, account: DomainAccount, ccache: str, *, lifetime: str | None = None) -> None:
         """``kinit`` in the client namespace into ``ccache`` (the password on stdin)."""

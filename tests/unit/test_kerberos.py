@@ -173,3 +173,16 @@ def test_cli_kerberos_options() -> None:
 def test_cli_kerberos_option_mistakes(argv: tuple[str, ...]) -> None:
     with pytest.raises(UsageError):
         credentials_from_args(_parse(*argv), None)
+
+
+def test_server_clock_skew_from_the_negotiate_time() -> None:
+    import datetime
+
+    now = datetime.datetime.now(datetime.UTC)
+    behind = kerberos.server_clock_skew(now - datetime.timedelta(hours=2), "fs1:445", 0xC000006D)
+    assert isinstance(behind, kerberos.ClockSkewError)
+    assert "120 min behind" in str(behind) and "0xC000006D" in str(behind)
+    ahead = kerberos.server_clock_skew((now + datetime.timedelta(minutes=30)).replace(tzinfo=None), "fs1")
+    assert isinstance(ahead, kerberos.ClockSkewError) and "30 min ahead" in str(ahead)
+    assert kerberos.server_clock_skew(now + datetime.timedelta(minutes=4), "fs1") is None
+    assert kerberos.server_clock_skew(None, "fs1") is None
