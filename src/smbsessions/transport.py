@@ -102,6 +102,10 @@ length is refused before anything is allocated for it."""
 
 _SMB_MAGICS = (b"\xfeSMB", b"\xfdSMB")  # a plain SMB2 message, an SMB3 transform (encrypted)
 _SMB1_MAGIC = b"\xffSMB"
+_SMB2_HEADER_SIZE = 64  # MS-SMB2 2.2.1
+_TRANSFORM_HEADER_SIZE = 52  # MS-SMB2 2.2.41
+# What smbprotocol raises while parsing a reply it cannot make sense of.
+_MALFORMED = (struct.error, KeyError, IndexError, TypeError, ValueError, UnicodeDecodeError)
 
 _MAX_MESSAGE_READS = 1024  # bounds the reads that finish one overflowing pipe message
 _TEARDOWN_JOIN_SECONDS = 2.0
@@ -172,6 +176,9 @@ class _BoundedTcp(Tcp):  # type: ignore[misc]  # smbprotocol is untyped
             return self._refuse("the server answered in SMB1")
         if magic not in _SMB_MAGICS:
             return self._refuse(f"not an SMB server (it sent {_preview(body)})")
+        smallest = _SMB2_HEADER_SIZE if magic == _SMB_MAGICS[0] else _TRANSFORM_HEADER_SIZE
+        if length < smallest:
+            return self._refuse(f"a malformed SMB reply ({length} bytes, shorter than its header)")
         return cast(bytes, body)
 
     def _refuse(self, reason: str) -> bytes:
@@ -719,6 +726,8 @@ class SmbPipe:
                 raise refused from None
             if _is_timeout(exc):
                 raise HostTimeoutError(f"{self._where()}: no reply to {what} within {budget:g} s") from None
+            if isinstance(exc, _MALFORMED):
+                raise _malformed(self._where(), what, exc) from None
             raise TransportError(
                 f"{self._where()}: {what} failed, connection lost ({_describe(exc)})"
             ) from None
@@ -854,6 +863,8 @@ def _translate(
             return _smb1_only(where)
         if closed:
             return HostUnreachableError(f"{where}: the server closed the connection during negotiate")
+        if isinstance(exc, _MALFORMED):
+            return _malformed(where, phase, exc)
         return TransportError(f"{where}: the SMB2 NEGOTIATE failed ({_describe(exc)})")
     if phase == "session setup":
         from smbsessions.kerberos import translate as kerberos_error
@@ -869,7 +880,13 @@ def _translate(
         return AuthenticationError(f"{where}: logon not accepted: {exc}")
     if isinstance(exc, SMBConnectionClosed | OSError):
         return TransportError(f"{where}: the server closed the connection during {phase}")
+    if isinstance(exc, _MALFORMED):
+        return _malformed(where, phase, exc)
     return TransportError(f"{where}: {phase} failed ({_describe(exc)})")
+
+
+def _malformed(where: str, phase: str, exc: BaseException) -> ProtocolError:
+    return ProtocolError(f"{where}: a malformed SMB reply during {phase} ({type(exc).__name__}: {exc})")
 
 
 def _smb1_only(where: str) -> UnsupportedDialectError:

@@ -188,3 +188,24 @@ def test_sweep_workers_do_not_repeat_the_password_in_their_command_line() -> Non
             process.kill()
     assert len(cmdlines) >= 2, cmdlines
     assert not [line for line in cmdlines.values() if secret.encode() in line]
+
+
+def short_smb2(conn: socket.socket, stop: threading.Event) -> None:
+    conn.recv(4096)
+    message = b"\xfeSMB" + bytes(10)
+    conn.sendall(len(message).to_bytes(4, "big") + message)
+    stop.wait(10)
+
+
+def zero_header(conn: socket.socket, stop: threading.Event) -> None:
+    conn.recv(4096)
+    message = b"\xfeSMB" + bytes(60)  # a header of zeros, no NEGOTIATE body
+    conn.sendall(len(message).to_bytes(4, "big") + message)
+    stop.wait(10)
+
+
+@pytest.mark.parametrize(("handler", "text"), [(short_smb2, "shorter than its header"),
+                                               (zero_header, "a malformed SMB reply during negotiate")])
+def test_a_malformed_smb2_reply_is_a_protocol_error_naming_it(handler: Handler, text: str) -> None:
+    with fake_server(handler) as port, pytest.raises(ProtocolError, match=text):
+        SmbPipe.open("127.0.0.1", port, credentials=ALICE, timeout=3.0)
