@@ -25,6 +25,7 @@ FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
 _callbacks: list[Callable[[], None]] = []
 _verbosity: int | None = None
+_handler: logging.StreamHandler | None = None  # type: ignore[type-arg]
 _callbacks_lock = threading.Lock()
 
 
@@ -45,10 +46,7 @@ class _Policy(logging.Filter):
                 name == secret or name.startswith(secret + ".") for secret in _SECRET_LOGGERS
             ):
                 return False
-        with _callbacks_lock:
-            callbacks = list(_callbacks)
-        for callback in callbacks:
-            callback()
+        _run_callbacks()
         return True
 
 
@@ -66,8 +64,9 @@ def configure_logging(verbosity: int, stream: IO[str]) -> logging.Handler:
     handler.setFormatter(logging.Formatter(FORMAT))
     handler.addFilter(_Policy(verbosity))
     root.addHandler(handler)
-    global _verbosity
+    global _verbosity, _handler
     _verbosity = verbosity
+    _handler = handler
     # Third-party records from WARNING (smbprotocol's DEBUG is every socket read).
     root.setLevel(logging.WARNING)
     logging.getLogger(OWN_LOGGER).setLevel(logging.WARNING - 10 * min(verbosity, 2))
@@ -78,6 +77,28 @@ def configured_verbosity() -> int | None:
     """The verbosity ``configure_logging`` last set in this process (None: never called);
     the sweep hands it to its worker processes."""
     return _verbosity
+
+
+def write_line(text: str) -> None:
+    """Write an already formatted log line (another process's) where our records go,
+    after the ``before_emit`` callbacks; dropped if logging was never configured."""
+    handler = _handler
+    if handler is None:
+        return
+    _run_callbacks()
+    handler.acquire()
+    try:
+        handler.stream.write(text)
+        handler.flush()
+    finally:
+        handler.release()
+
+
+def _run_callbacks() -> None:
+    with _callbacks_lock:
+        callbacks = list(_callbacks)
+    for callback in callbacks:
+        callback()
 
 
 @contextmanager

@@ -49,13 +49,12 @@ import multiprocessing
 import os
 import queue
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, NamedTuple, cast
 
 from . import logsetup
 from .auth import Credentials
@@ -786,8 +785,9 @@ def _worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if verbosity is not None:
-        # Started from a fork server, a worker has none of the parent's logging set-up.
-        logsetup.configure_logging(verbosity, sys.stderr)
+        # Started from a fork server, a worker has none of the parent's logging set-up;
+        # its log lines go to the parent, which writes them (clearing its progress line).
+        logsetup.configure_logging(verbosity, cast(IO[str], _LogLines(results)))
 
     def emit(record: dict[str, Any]) -> None:
         # After an interrupt the queue may already be closed: nothing is waiting then.
@@ -928,10 +928,32 @@ def _mp_context() -> Any:
     return multiprocessing.get_context("spawn")
 
 
+_LOG_LINE = -1
+"""Worker index of a message carrying a log line instead of a record."""
+
+
+class _LogLines:
+    """A text stream for a worker's log handler: each write goes to the parent as a message."""
+
+    def __init__(self, results: Any) -> None:
+        self._results = results
+
+    def write(self, text: str) -> int:
+        with contextlib.suppress(ValueError, OSError):  # the parent stopped listening
+            self._results.put((_LOG_LINE, text))
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
 def _deliver(
-    workers: list[_Worker], message: tuple[int, dict[str, Any]], on_record: Emit, stats: SweepStats
+    workers: list[_Worker], message: tuple[int, Any], on_record: Emit, stats: SweepStats
 ) -> None:
     index, record = message
+    if index == _LOG_LINE:
+        logsetup.write_line(str(record))
+        return
     key = record_key(record["host"], record["port"])
     if workers[index].outstanding.pop(key, None) is None:
         return  # already written (e.g. by the backstop): never two records for one host

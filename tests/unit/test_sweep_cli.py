@@ -377,3 +377,26 @@ def test_a_lone_surrogate_never_stops_the_sweep_or_its_resume(
     code, _, err = run_cli("s1", "s2", "s3", "s4", "-o", str(output), "--format", fmt, "--resume")
     assert "Traceback" not in err and "resuming: 3 host(s)" in err
     assert set(read_results(output, fmt).statuses) == {"s1:445", "s2:445", "s3:445", "s4:445"}
+
+
+def test_a_worker_log_line_is_written_by_the_parent_after_clearing_the_progress_line() -> None:
+    stream = io.StringIO()
+    try:
+        logsetup.configure_logging(2, stream)
+        events: list[Any] = []
+        with logsetup.before_emit(lambda: events.append("cleared")):
+            sweep._LogLines(_ListQueue(events)).write("from a worker\n")
+            index, text = sweep._LOG_LINE, "2026 smbsessions.sweep DEBUG h:445: unreachable\n"
+            sweep._deliver([], (index, text), lambda record: None, SweepStats())
+        assert events == [(sweep._LOG_LINE, "from a worker\n"), "cleared"]
+        assert stream.getvalue() == "2026 smbsessions.sweep DEBUG h:445: unreachable\n"
+    finally:
+        logsetup.configure_logging(0, sys.stderr)
+
+
+class _ListQueue:
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
+
+    def put(self, item: Any) -> None:
+        self.items.append(item)
