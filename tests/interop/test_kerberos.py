@@ -67,12 +67,12 @@ def ad(request: pytest.FixtureRequest) -> Iterator[SambaAD]:
         dc.samba_tool("dns", "add", DC_IP, DNS_DOMAIN, "files", "A", DC_IP,
                       "-U", f"Administrator%{_admin_password()}", in_namespace=True)
         dc.samba_tool("spn", "add", f"cifs/{SECOND_NAME}", f"{DC_NAME.upper()}$")
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line(
-                f"\nsamba AD fixture: started in {dc.start_seconds:.1f} s (provision "
-                f"{dc.provision_seconds:.1f} s, member join + start {dc.member_seconds or 0:.1f} s)"
-            )
+        capture = request.config.pluginmanager.get_plugin("capturemanager")
+        message = (f"samba AD fixture: started in {dc.start_seconds:.1f} s (provision "
+                   f"{dc.provision_seconds:.1f} s, member join + start {dc.member_seconds or 0:.1f} s)")
+        if capture is not None:
+            with capture.global_and_fixture_disabled():
+                print(f"\n{message}", file=sys.stderr)
         yield dc
     finally:
         dc.stop()
