@@ -699,8 +699,27 @@ def cmd_delete(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                 client.delete(args.client, args.user, force_all=args.all)
         except NetApiError as exc:
             raise Failure(exc, _delete_hint(exc, args, sessions is not None)) from None
-    out.write(f"disconnected {summary} {what} on {where}\n")
+        out.write(f"disconnected {summary} {what} on {where}\n")
+        if sessions and not any(getattr(s, "own_session", False) for s in sessions):
+            _report_reconnects(client, args, err)
     return ExitCode.OK
+
+
+def _report_reconnects(client: SessionClient, args: argparse.Namespace, err: IO[str]) -> None:
+    """After a delete, say if matching sessions exist again (Windows clients reconnect on their own)."""
+    from .status import NetApiError, SmbSessionsError
+
+    try:
+        now = list(client.enum(None, args.client, args.user))
+    except NetApiError:
+        return  # NERR_*NotFound: none left (any other refusal: nothing to add)
+    except SmbSessionsError as exc:
+        _log().info("could not list the sessions again after the delete: %s", exc)
+        return
+    if now:
+        err.write(f"note: {len(now)} matching session{'s' if len(now) != 1 else ''} "
+                  f"{'exist' if len(now) != 1 else 'exists'} again (a client reconnected, or a new "
+                  "logon): run the same delete again to disconnect it, or stop the client\n")
 
 
 def _delete_each_client(client: SessionClient, sessions: Sequence[Session]) -> None:

@@ -403,3 +403,26 @@ def test_error_messages_cannot_drive_the_terminal(monkeypatch: pytest.MonkeyPatc
     assert result.code == ExitCode.PROTOCOL
     assert "\x1b" not in result.err and "\u202e" not in result.err and "\x9b" not in result.err
     assert "\\x1b]0;owned\\x07" in result.err
+
+
+def test_delete_says_when_a_client_reconnected(fake: FakeClient) -> None:
+    real_delete = fake.delete
+
+    def delete_then_reconnect(client: str | None = None, user: str | None = None, *, force_all: bool = False) -> None:
+        real_delete(client, user, force_all=force_all)
+        # bob's 10.0.0.8 session went; 10.0.0.7 came straight back (Windows reconnects)
+        fake.sessions[:] = [s for s in fake.sessions if s.raw_client_name != "10.0.0.8"]
+
+    fake.delete = delete_then_reconnect  # type: ignore[method-assign]
+    result = run("delete", HOST, *AUTH, "--user", "bob", "--yes")
+    assert result.code == 0, result.err
+    assert result.out.startswith("disconnected 2 sessions")
+    assert "note: 1 matching session exists again (a client reconnected" in result.err
+    assert fake.calls[-2:] == ["enum None None bob", "close"]
+
+
+def test_delete_of_our_own_session_does_not_list_again(fake: FakeClient) -> None:
+    result = run("delete", HOST, *AUTH, "--user", "alice", "--yes")
+    assert result.code == 0, result.err
+    assert [c for c in fake.calls if c.startswith("enum")] == ["enum None None alice"]
+
