@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .status import LOGON_REFUSALS, AuthenticationError, ntstatus_name
+from .status import LOGON_REFUSALS, AuthenticationError, HostTimeoutError, ntstatus_name
 
 DEFAULT_MAX_LOGON_FAILURES = 3
 
@@ -87,7 +87,10 @@ class LogonGuard:
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
             acquired = self._serial.acquire(True) if wait is None else self._serial.acquire(True, wait)
             if not acquired:
-                raise TimeoutError("waited for the logon of another host")
+                raise HostTimeoutError(
+                    f"{where}: the timeout ran out waiting for another host's logon (until one host "
+                    "accepts the credentials, logons go one at a time)"
+                )
             serial = True
         try:
             self._check(where)

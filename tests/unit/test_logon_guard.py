@@ -9,7 +9,7 @@ import time
 import pytest
 
 from smbsessions.logon_guard import LogonGuard, LogonNotAttempted
-from smbsessions.status import AuthenticationError, NtStatus, TransportError
+from smbsessions.status import AuthenticationError, HostTimeoutError, NtStatus, TransportError
 from smbsessions.sweep import classify
 
 
@@ -79,3 +79,26 @@ def test_logons_are_serial_until_one_is_accepted(shared: bool) -> None:
     assert most == 1
     assert sum(not isinstance(e, LogonNotAttempted) for e in errors) == 3
     assert sum(isinstance(e, LogonNotAttempted) for e in errors) == 9
+
+
+def test_waiting_behind_a_slow_logon_is_a_timeout_that_says_so() -> None:
+    guard = LogonGuard(3)
+    entered = threading.Event()
+    release = threading.Event()
+
+    def slow() -> None:
+        with guard.logon("slow", None):
+            entered.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    try:
+        assert entered.wait(10)
+        with pytest.raises(HostTimeoutError, match="waiting for another host's logon"), \
+                guard.logon("h2", time.monotonic() + 0.2):
+            pytest.fail("must not get in while the first logon is unresolved")
+    finally:
+        release.set()
+        thread.join(10)
+    assert guard.verified
