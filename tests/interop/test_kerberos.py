@@ -37,6 +37,7 @@ from .samba_ad import (
     DC_NAME,
     DNS_DOMAIN,
     MEMBER_FQDN,
+    MEMBER_IP,
     REALM,
     DomainAccount,
     SambaAD,
@@ -223,6 +224,15 @@ def test_ip_target_explains_that_kerberos_needs_a_name(ad: SambaAD) -> None:
     assert _me(ALICE) in users(sessions(named))
 
 
+def test_a_name_the_domain_does_not_know(ad: SambaAD) -> None:
+    cache = ccache(ad, "alice-spn")
+    ad.kinit(ALICE, cache)
+    result = smb(ad, "enum", "-k", MEMBER_IP, "--target-name", f"nosuch.{DNS_DOMAIN}",
+                 env={"KRB5CCNAME": cache})
+    assert result.returncode == EXIT_AUTH
+    assert "no service principal" in result.stderr and "KDC_ERR_S_PRINCIPAL_UNKNOWN" in result.stderr
+
+
 def test_dc_ip_when_dns_does_not_know_the_realm(ad: SambaAD) -> None:
     env = {"KRB5_CONFIG": str(ad.client_krb5_conf_no_kdc), "KRB5CCNAME": ccache(ad, "unused")}
     spec = f"{DNS_DOMAIN}/{ALICE.name}%{ALICE.password}"
@@ -362,6 +372,15 @@ def test_delete_a_session_with_kerberos(ad: SambaAD) -> None:
 
 
 # ---------------------------------------------------------------- sweep
+
+
+def test_sweep_explains_an_address_per_host(ad: SambaAD) -> None:
+    result = smb(ad, "sweep", "-k", "-A", _auth_file(ad, ALICE), "--format", "jsonl",
+                 MEMBER_FQDN, MEMBER_IP, timeout=180)
+    records = {r["host"]: r for r in map(json.loads, result.stdout.splitlines()) if r}
+    assert records[MEMBER_FQDN]["status"] == "ok"
+    failed = records[MEMBER_IP]
+    assert failed["status"] == "auth-failed" and "needs the server's name" in json.dumps(failed)
 
 
 def test_sweep_gets_one_ticket_for_every_host(ad: SambaAD) -> None:
