@@ -470,6 +470,8 @@ def cmd_sweep(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                 writer.close()
                 if close_stream:
                     stream.close()
+            except BrokenPipeError:
+                raise
             except OSError as exc:
                 write_error = write_error or OutputWriteError(exc)
                 with contextlib.suppress(OSError):
@@ -499,6 +501,8 @@ def _write_record(writer: Any, record: dict[str, Any], run: _Run, err: IO[str], 
     record without its sessions, so one hostile name never stops the sweep."""
     try:
         writer.write(record)
+    except BrokenPipeError:
+        raise  # the reader stopped (| head): the command line ends quietly
     except OSError as exc:
         raise OutputWriteError(exc) from None
     except (ValueError, TypeError) as exc:  # UnicodeEncodeError is a ValueError

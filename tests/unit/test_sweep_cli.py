@@ -400,3 +400,18 @@ class _ListQueue:
 
     def put(self, item: Any) -> None:
         self.items.append(item)
+
+
+def test_output_piped_into_head_ends_quietly() -> None:
+    root = str(Path(__file__).resolve().parents[2])
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from tests.unit import test_sweep_cli as t; "
+            "from smbsessions import sweep, sweep_cli; "
+            "sweep_cli.run_sweep = lambda *a, **k: sweep.run_sweep(*a, **{**k, 'probe': t.fake_probe, "
+            "'processes': 1}); from smbsessions.cli import main; sys.exit(main(sys.argv[2:]))")
+    result = subprocess.run(
+        f"{sys.executable} -c \"{code}\" {root} sweep " + " ".join(f"s{i}" for i in range(300))
+        + " -U alice%pw | head -1",
+        shell=True, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": root + "/src"},
+    )
+    assert result.stdout.count("\n") == 1
+    assert "free space" not in result.stderr and "Traceback" not in result.stderr
