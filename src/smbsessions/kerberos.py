@@ -334,7 +334,7 @@ def _cache_name(credentials: Credentials) -> str:
         return env
     import krb5
 
-    return krb5.cc_default_name(krb5.init_context()).decode()
+    return str(krb5.cc_default_name(krb5.init_context()).decode())
 
 
 def _key_entry(credentials: Credentials) -> tuple[int, bytes] | None:

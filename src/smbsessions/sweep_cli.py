@@ -395,6 +395,9 @@ def cmd_sweep(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         raise UsageError(f"bad --exclude: {exc}") from None
     check_user_filter(args.user)
     credentials = credentials_from_args(args, None)
+    if credentials.target_name:
+        raise UsageError("--target-name names one server: a sweep's targets must themselves be "
+                         "names for Kerberos (the SPN is cifs/<target>)")
     if credentials.kerberos:
         # One TGT for the whole sweep (kerberos.prepare): workers inherit its cache.
         from .kerberos import prepare

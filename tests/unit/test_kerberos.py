@@ -186,3 +186,16 @@ def test_server_clock_skew_from_the_negotiate_time() -> None:
     assert isinstance(ahead, kerberos.ClockSkewError) and "30 min ahead" in str(ahead)
     assert kerberos.server_clock_skew(now + datetime.timedelta(minutes=4), "fs1") is None
     assert kerberos.server_clock_skew(None, "fs1") is None
+
+
+def test_sweep_refuses_one_target_name_for_many_hosts() -> None:
+    import io
+
+    from smbsessions.cli import main
+    from smbsessions.exitcodes import ExitCode
+
+    err = io.StringIO()
+    code = main(["sweep", "-k", "--target-name", "fs1.example.com", "10.0.0.1", "10.0.0.2"],
+                out=io.StringIO(), err=err)
+    assert code == ExitCode.USAGE
+    assert "--target-name names one server" in err.getvalue()
