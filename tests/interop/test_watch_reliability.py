@@ -47,7 +47,7 @@ def _env() -> dict[str, str]:
 
 
 def _rows(db: str) -> list[dict[str, object]]:
-    store = Store.open(db, create=False)
+    store = Store.open(db, create=False, upgrade=False)  # a reader: never races the watcher's set-up
     try:
         return list(history.sessions(store, history.Query()))
     finally:

@@ -443,8 +443,7 @@ def cmd_history(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             err.write(f"pruned: {sessions} ended session(s) and {changes} host-status row(s) older than "
                       f"{args.prune} from {store.display}\n")
             return ExitCode.OK
-        version = store.schema_version()
-        if version is None:
+        if store.found_version == 0:
             err.write(f"smbsessions history: {store.display} holds no watch history\n")
             return EXIT_STORE_UNAVAILABLE
         if args.host_status:

@@ -206,6 +206,8 @@ class Store:
         self.url = url
         self.watcher_id: str | None = None
         """Set by ``claim``: our lease; every write renews it."""
+        self.found_version: int | None = None
+        """The schema version ``open`` found (0: the store was empty and has just been created)."""
 
     @property
     def display(self) -> str:
@@ -246,7 +248,15 @@ class Store:
             )
         store = cls(engine, url)
         if upgrade:
-            store.upgrade()
+            try:
+                store.found_version = store.upgrade()
+            except StoreError as exc:
+                if "already exists" not in str(exc):
+                    raise
+                # Another process created the schema at the same moment (SQLite runs DDL
+                # outside our transaction): it is there now.
+                time.sleep(0.5)
+                store.found_version = store.upgrade()
         return store
 
     def close(self) -> None:
@@ -274,8 +284,21 @@ class Store:
             ).scalar_one_or_none()
         return None if value is None else int(value)
 
+    def _current_version(self) -> int | None:
+        """The stored version read directly (one query, no catalog lookups); None if unreadable."""
+        try:
+            with self.engine.connect() as conn:
+                value = conn.execute(
+                    sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
+                ).scalar_one_or_none()
+        except (sa.exc.ProgrammingError, sa.exc.OperationalError):
+            return None  # no such table yet, or not reachable: the full path says which
+        return None if value is None else int(value)
+
     def upgrade(self) -> int:
         """Create or upgrade the schema to ``SCHEMA_VERSION``; returns the version found before (0: new)."""
+        if self._current_version() == SCHEMA_VERSION:
+            return SCHEMA_VERSION  # the usual case: no lock, no catalog queries
         with self._begin("set up") as conn:
             if self.dialect == "postgresql":
                 # Two watchers starting together must not both create or upgrade.
