@@ -86,6 +86,10 @@ class SambaADError(RuntimeError):
     """The domain controller could not be provisioned, started or stopped."""
 
 
+class NamespacesBusyError(SambaADError):
+    """Our namespaces exist with processes in them: another run of this fixture is active."""
+
+
 def _which(name: str) -> str | None:
     for directory in ("/usr/sbin", "/usr/bin", "/sbin", "/bin"):
         path = Path(directory, name)
@@ -253,7 +257,7 @@ class SambaAD:
         for ns in (NS_DC, NS_CLIENT, NS_MEMBER):
             if _ns_exists(ns):
                 if _ns_pids(ns):
-                    raise SambaADError(f"netns {ns} exists and has processes: another run is active")
+                    raise NamespacesBusyError(f"netns {ns} exists and has processes: another run is active")
                 _ip("netns", "del", ns)  # left over by a killed run of ours
         _ip("netns", "add", NS_DC)
         self._netns_made.append(NS_DC)

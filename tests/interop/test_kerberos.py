@@ -40,6 +40,7 @@ from .samba_ad import (
     MEMBER_IP,
     REALM,
     DomainAccount,
+    NamespacesBusyError,
     SambaAD,
     unavailable_reason,
 )
@@ -62,7 +63,10 @@ def ad(request: pytest.FixtureRequest) -> Iterator[SambaAD]:
     if reason:
         pytest.skip(f"Samba AD DC fixture unavailable: {reason}")
     dc = SambaAD()
-    dc.start()
+    try:
+        dc.start()
+    except NamespacesBusyError as exc:
+        pytest.skip(f"Samba AD DC fixture unavailable: {exc}")
     try:
         # A second name for the DC: DNS A record and SPN cifs/files...
         dc.samba_tool("dns", "add", DC_IP, DNS_DOMAIN, "files", "A", DC_IP,
