@@ -34,6 +34,7 @@ PASSWORD_ENV = "SMBSESSIONS_PASSWORD"
 """Environment variable consulted when a password is needed but was not given."""
 
 _HASH_RE = re.compile(r"[0-9a-fA-F]{32}")
+_AES_KEY_RE = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{64}")
 
 
 @dataclass(frozen=True, repr=False)
@@ -44,8 +45,11 @@ class Credentials:
 
     * ``anonymous``: a null session (no user, no secret);
     * ``nt_hash``: NTLM with the NT hash (32 hex digits) instead of the password;
-    * ``kerberos``: Kerberos via GSSAPI; ``password`` may be ``None`` to use the
-      ticket cache named by ``KRB5CCNAME``;
+    * ``kerberos``: Kerberos via GSSAPI (see ``kerberos.prepare``): a TGT from
+      ``password``, ``nt_hash`` (the RC4 key) or ``aes_key``, or, with none of them,
+      the ticket cache ``ccache`` (default: ``KRB5CCNAME``). ``kdc`` is the KDC's
+      address when DNS does not know the realm (``--dc-ip``); ``target_name`` the
+      server's name for the SPN ``cifs/<name>`` when the target is an address;
     * otherwise NTLM with ``password``. ``None`` means "not given yet": call
       ``resolve_password`` before using it.
 
@@ -58,6 +62,10 @@ class Credentials:
     nt_hash: str | None = None
     kerberos: bool = False
     anonymous: bool = False
+    aes_key: str | None = None
+    kdc: str | None = None
+    ccache: str | None = None
+    target_name: str | None = None
 
     def __post_init__(self) -> None:
         if self.anonymous:
@@ -66,13 +74,21 @@ class Credentials:
             return
         if not self.username and not self.kerberos:
             raise ValueError("a user name is required (or ask for an anonymous login)")
+        if not self.kerberos and (self.aes_key or self.kdc or self.ccache or self.target_name):
+            raise ValueError("an AES key, KDC address, ticket cache or target name needs Kerberos (-k)")
         if self.nt_hash is not None:
             if not _HASH_RE.fullmatch(self.nt_hash):
                 raise ValueError("the NT hash must be 32 hexadecimal digits")
             if self.password is not None:
                 raise ValueError("give a password or an NT hash, not both")
-            if self.kerberos:
-                raise ValueError("an NT hash cannot be used for Kerberos")
+        if self.aes_key is not None:
+            if not _AES_KEY_RE.fullmatch(self.aes_key):
+                raise ValueError("the AES key must be 32 (AES128) or 64 (AES256) hexadecimal digits")
+            if self.password is not None or self.nt_hash is not None:
+                raise ValueError("give one of password, NT hash or AES key")
+        secret = self.password is not None or self.nt_hash or self.aes_key
+        if self.kerberos and secret and not self.username:
+            raise ValueError("a password, NT hash or AES key needs the user name")
 
     @property
     def principal(self) -> str:
@@ -90,7 +106,8 @@ class Credentials:
         return (
             f"Credentials(username={self.username!r}, domain={self.domain!r}, "
             f"password={_mask(self.password)}, nt_hash={_mask(self.nt_hash)}, "
-            f"kerberos={self.kerberos}, anonymous={self.anonymous})"
+            f"kerberos={self.kerberos}, anonymous={self.anonymous}, aes_key={_mask(self.aes_key)}, "
+            f"kdc={self.kdc!r}, ccache={self.ccache!r}, target_name={self.target_name!r})"
         )
 
     def __str__(self) -> str:
@@ -149,6 +166,7 @@ def parse_target(spec: str) -> TargetSpec:
     name, so a password may contain ``:``. No error message repeats the
     credentials part.
     """
+    spec = _strip_host_prefix(spec)
     who, at, hostport = spec.rpartition("@")
     credentials: Credentials | None = None
     if at:
@@ -159,6 +177,25 @@ def parse_target(spec: str) -> TargetSpec:
         credentials = Credentials(username=user, domain=domain, password=password if colon else None)
     host, port = parse_host_port(hostport)
     return TargetSpec(credentials, host, port)
+
+
+def _strip_host_prefix(spec: str) -> str:
+    """``\\\\server`` (UNC, as ``net session \\\\server``) and ``smb://[user@]host[:port][/path]``
+    to the plain form; anything after the host (a share, a path) is ignored."""
+    if spec[:6].lower() == "smb://":
+        authority = spec[6:].partition("/")[0]
+        # smb://DOMAIN;USER[:PASSWORD]@HOST (the SMB URI draft) -> DOMAIN/USER
+        who, at, host = authority.rpartition("@")
+        if at and ";" in who.partition(":")[0]:
+            who = who.replace(";", "/", 1)
+        return f"{who}{at}{host}"
+    if spec.startswith(("\\\\", "//")):
+        rest = spec[2:]
+        for index, char in enumerate(rest):
+            if char in "\\/":
+                return rest[:index]
+        return rest
+    return spec
 
 
 SMB_PORT = 445
@@ -197,7 +234,16 @@ def parse_host_port(text: str) -> tuple[str, int | None]:
     host, colon, port_text = text.partition(":")
     if not host:
         raise ValueError("the host before ':' is empty")
+    if _DIGITS_AND_DOTS.fullmatch(host):
+        # No DNS name is all digits: 127.0.0.300 is a mistyped address, not a name.
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError(f"{host} is not a valid IPv4 address") from None
     return host, _parse_port(port_text) if colon else None
+
+
+_DIGITS_AND_DOTS = re.compile(r"[0-9.]+")
 
 
 def _check_ipv6(text: str) -> None:
@@ -301,3 +347,31 @@ def resolve_password(
     except (EOFError, KeyboardInterrupt):
         raise AuthenticationError(f"no password entered for {credentials.principal}") from None
     return replace(credentials, password=password)
+
+
+_AUTH_FILE_KEYS = ("username", "password", "domain")
+
+
+def parse_authentication_file(text: str) -> Credentials:
+    """Credentials from smbclient's ``-A`` file: ``username = U``, ``password = P``, ``domain = D``.
+
+    Blank lines and ``#``/``;`` comments are skipped; the user name may carry
+    the domain (``CORP/alice``). No password line means "ask" (see
+    ``resolve_password``). Errors give the line number, never a line's value.
+    """
+    values: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped[0] in "#;":
+            continue
+        key, equals, value = stripped.partition("=")
+        key = key.strip().lower()
+        if not equals or key not in _AUTH_FILE_KEYS:
+            raise ValueError(f"line {number}: expected 'username = ...', 'password = ...' or 'domain = ...'")
+        values[key] = value.strip()
+    if not values.get("username"):
+        raise ValueError("no 'username = ...' line")
+    domain, user = _split_domain(values["username"])
+    if not user:
+        raise ValueError("the user name is empty")
+    return Credentials(username=user, domain=values.get("domain") or domain, password=values.get("password"))

@@ -21,11 +21,12 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from .auth import Credentials
 from .dcerpc import DEFAULT_MAX_FRAG, MAX_FRAG, PduStream, RpcClientConnection
-from .levels import FALLBACK_ORDER, MAX_PREFERRED_LENGTH, SessionInfo, check_level
+from .levels import FALLBACK_ORDER, MAX_PREFERRED_LENGTH, U32_MAX, SessionInfo, check_level
+from .logon_guard import LogonGuard
 from .ndr import (
     OPNUM_NETR_SESSION_DEL,
     OPNUM_NETR_SESSION_ENUM,
@@ -46,6 +47,10 @@ log = logging.getLogger("smbsessions.client")
 # A server may not make us page forever or buffer without bound.
 MAX_PAGES = 100_000
 MAX_RESPONSE_BYTES = 256 << 20
+"""Default byte budget of one enumeration (every page's stub together)."""
+MAX_ENTRIES = 1_000_000
+"""Default entry budget of one enumeration (every page together)."""
+_DEADLINE_CHECK_EVERY = 4096
 _FALLBACK_STATUSES = (NetApiStatus.ERROR_INVALID_LEVEL, NetApiStatus.ERROR_ACCESS_DENIED)
 # NTSTATUS a server answers with when it has just torn our session down.
 _CONNECTION_GONE = frozenset({
@@ -68,6 +73,10 @@ class Session:
     info: SessionInfo
     level: int
     raw_client_name: str | None
+    own_session: bool = False
+    """True for the session this client enumerates through: from our address, as our
+    account, and no older than our connection (others like it, opened by the same
+    account from this machine at the same moment, cannot be told apart)."""
 
     @property
     def client_name(self) -> str | None:
@@ -82,14 +91,34 @@ class Session:
         record = self.info.to_win32(self.level)
         record["client_name_raw"] = self.raw_client_name
         record["level"] = self.level
+        record["own_session"] = self.own_session
         return record
 
 
-def _as_session(info: SessionInfo, level: int) -> Session:
+class _OwnSession:
+    """Recognises our own session in an enumeration (see ``Session.own_session``)."""
+
+    def __init__(self, local_address: str | None, user: str, opened: float) -> None:
+        self.cname = normalize_client_name(local_address) if local_address else None
+        self.user = user.casefold()
+        self.opened = opened
+
+    def __call__(self, info: SessionInfo) -> bool:
+        """``info`` with its cname already normalised."""
+        if self.cname is None or info.cname != self.cname:
+            return False
+        if info.username is not None and info.username.casefold() != self.user:
+            return False
+        if info.time is None or info.time == U32_MAX:
+            return True
+        return info.time <= time.monotonic() - self.opened + 2
+
+
+def _as_session(info: SessionInfo, level: int, own: _OwnSession | None = None) -> Session:
     raw = info.cname
     if raw is not None:
         info = info._replace(cname=normalize_client_name(raw))
-    return Session(info.project(level), level, raw)
+    return Session(info.project(level), level, raw, own is not None and own(info))
 
 
 class Enumeration:
@@ -108,7 +137,7 @@ class Enumeration:
         level: int,
         attempts: list[tuple[int, int]],
         total_entries_hint: int,
-        pages: Iterator[list[Session]],
+        pages: Iterator[list[Session]] | Iterator[Session],
         filtered_locally: bool = False,
     ) -> None:
         self.level = level
@@ -117,13 +146,31 @@ class Enumeration:
         self.filtered_locally = filtered_locally
         self._pages = pages
         self._consumed = False
+        self._count: int | None = None
 
     def __iter__(self) -> Iterator[Session]:
         if self._consumed:
-            raise RuntimeError("an Enumeration can be iterated only once; call list() on it")
+            raise RuntimeError(
+                "an Enumeration streams its sessions and can be iterated only once; "
+                "call list() on it to keep them"
+            )
         self._consumed = True
-        for page in self._pages:
-            yield from page
+        count = 0
+        for item in self._pages:
+            if isinstance(item, Session):
+                count += 1
+                yield item
+            else:
+                count += len(item)
+                yield from item
+        self._count = count
+
+    def __len__(self) -> int:
+        """How many sessions the iteration yielded (only once it is complete)."""
+        if self._count is None:
+            raise TypeError("len() of an Enumeration is known once it has been iterated to the end; "
+                            "call list() on it")
+        return self._count
 
     def __repr__(self) -> str:
         return (f"Enumeration(level={self.level}, attempts={self.attempts}, "
@@ -146,12 +193,28 @@ class SessionClient:
         credentials: Credentials,
         timeout: float = 10.0,
         require_encryption: bool = False,
+        deadline: float | None = None,
+        logon_guard: LogonGuard | None = None,
+        max_entries: int = MAX_ENTRIES,
+        max_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
+        """``timeout``: seconds for connecting and for each call. ``deadline``: a
+        ``time.monotonic()`` by which everything this client does must be over (one
+        budget for a whole command: connecting, every page, decoding, converting);
+        waits and work past it raise ``HostTimeoutError``. ``max_entries`` and
+        ``max_bytes`` bound one enumeration across all its pages (``ProtocolError``
+        beyond). ``logon_guard``: a sweep's lockout protection around the logon."""
         self.host = host
         self.port = port
         self.credentials = credentials
         self.timeout = timeout
         self.require_encryption = require_encryption
+        self.deadline = deadline
+        self.logon_guard = logon_guard
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._opened = 0.0
+        self._received = 0  # stub bytes of the enumeration in progress
         self._pipe: SmbPipe | None = None
         self._aborted = False
         self._rpc = RpcClientConnection(max_xmit_frag=DEFAULT_MAX_FRAG, max_recv_frag=MAX_FRAG)
@@ -167,12 +230,16 @@ class SessionClient:
                 return self
             self._pipe = None  # the connection was lost: start over
         self._rpc = RpcClientConnection(max_xmit_frag=DEFAULT_MAX_FRAG, max_recv_frag=MAX_FRAG)
+        self._check_deadline("connecting")
+        self._opened = time.monotonic()
         pipe = SmbPipe.open(
             self.host,
             self.port,
             credentials=self.credentials,
             timeout=self.timeout,
             require_encryption=self.require_encryption,
+            deadline=self.deadline,
+            logon_guard=self.logon_guard,
         )
         try:
             reply = pipe.transceive(self._rpc.bind(), MAX_FRAG)
@@ -187,6 +254,13 @@ class SessionClient:
         if self._aborted:  # abort() ran while we were connecting
             self.close()
             raise HostTimeoutError(f"{self.host}:{self.port}: aborted")
+        return self
+
+    def start_deadline(self, seconds: float | None = None) -> SessionClient:
+        """One deadline for the command starting now: ``seconds`` (default ``timeout``) for
+        everything from here on (connecting, every page, decoding, converting). Call it
+        again after waiting for a person (a confirmation prompt)."""
+        self.deadline = time.monotonic() + (self.timeout if seconds is None else seconds)
         return self
 
     def abort(self) -> None:
@@ -225,28 +299,50 @@ class SessionClient:
         pipe = self.open()._pipe
         assert pipe is not None
         deadline = time.monotonic() + self.timeout
+        if self.deadline is not None:
+            deadline = min(deadline, self.deadline)
 
         def remaining() -> float:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise HostTimeoutError(
-                    f"{self.host}:{self.port}: no complete answer within {self.timeout:g} s"
-                )
+                raise self._timed_out()
             return left
 
+        # The pipe is given the deadline, not the leftover seconds: its timeout
+        # messages then name the configured timeout.
         fragments = self._rpc.request(opnum, stub)
         for fragment in fragments[:-1]:
-            pipe.write(fragment, timeout=remaining())
+            remaining()
+            pipe.write(fragment, deadline=deadline)
         stream = PduStream()
-        data = pipe.transceive(fragments[-1], MAX_FRAG, timeout=remaining())
+        remaining()
+        data = pipe.transceive(fragments[-1], MAX_FRAG, deadline=deadline)
+        budget = max(0, self.max_bytes - self._received)
         while True:
             for pdu in stream.feed(data):
-                answer = self._rpc.receive(pdu, MAX_RESPONSE_BYTES)
+                try:
+                    answer = self._rpc.receive(pdu, budget)
+                except ProtocolError as exc:
+                    if self._received:
+                        raise ProtocolError(f"{exc} (the enumeration's budget is {self.max_bytes:,} bytes "
+                                            "across its pages)") from None
+                    raise
                 if answer is not None:
+                    self._received += len(answer)
                     return answer
-            data = pipe.read(MAX_FRAG, timeout=remaining())
+            remaining()
+            data = pipe.read(MAX_FRAG, deadline=deadline)
             if not data:
                 raise ProtocolError("the server ended the response without its last fragment")
+
+    def _timed_out(self) -> HostTimeoutError:
+        return HostTimeoutError(f"{self.host}:{self.port}: no complete answer within {self.timeout:g} s")
+
+    def _check_deadline(self, doing: str) -> None:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise HostTimeoutError(
+                f"{self.host}:{self.port}: the {self.timeout:g} s timeout ran out while {doing}"
+            )
 
     # ---- NetrSessionEnum
 
@@ -268,8 +364,10 @@ class SessionClient:
             resume_handle=resume_handle,
         )
         response = decode_enum_response(self._call(OPNUM_NETR_SESSION_ENUM, encode_enum_request(request)))
-        log.debug("NetrSessionEnum level %d client=%r user=%r max=%d resume=%s -> %s, %s entries, total %d,"
-                  " resume %s", level, request.client_name, request.user_name, max_length, resume_handle,
+        self._check_deadline("decoding the answer")
+        log.debug("%s:%d: NetrSessionEnum level %d client=%r user=%r max=%d resume=%s -> %s, %s entries,"
+                  " total %d, resume %s", self.host, self.port, level, request.client_name,
+                  request.user_name, max_length, resume_handle,
                   NetApiError(response.status).name if response.status else "NERR_Success",
                   "no" if response.entries is None else len(response.entries), response.total_entries,
                   response.resume_handle)
@@ -295,6 +393,7 @@ class SessionClient:
         levels = FALLBACK_ORDER if level is None else (level,)
         attempts: list[tuple[int, int]] = []
         for candidate in levels:
+            self._received = 0
             first = self.enum_page(candidate, client, user, max_length, 0)
             if first.status in _FALLBACK_STATUSES and level is None:
                 attempts.append((candidate, first.status))
@@ -317,8 +416,7 @@ class SessionClient:
     ) -> Enumeration:
         pages = self._pages(level, first, client, user, max_length)
         if not (client or user):
-            converted = (self._convert(page, level) for page in pages)
-            return Enumeration(level, attempts, first.total_entries, converted)
+            return Enumeration(level, attempts, first.total_entries, self._stream(pages, level))
         # Qualified answers are small and must be complete before we can say
         # "not found", so they are collected here.
         entries = [info for page in pages for info in page]
@@ -357,28 +455,63 @@ class SessionClient:
             return [info for info in candidates if any(session_matches(info, name, None) for name in names)]
         return candidates
 
-    @staticmethod
-    def _convert(page: list[SessionInfo], level: int) -> list[Session]:
-        return [_as_session(info, level) for info in page]
+    def _own_session(self) -> _OwnSession | None:
+        pipe = self._pipe
+        if pipe is None or self.credentials.anonymous:
+            return None
+        local = getattr(pipe, "local_address", (None,))[0]
+        return _OwnSession(local, self.credentials.username, self._opened)
+
+    def _convert(self, page: list[SessionInfo], level: int) -> list[Session]:
+        own = self._own_session()
+        return [_as_session(info, level, own) for info in page]
+
+    def _stream(self, pages: Iterator[list[SessionInfo]], level: int) -> Iterator[Session]:
+        """Sessions one at a time, converted as they are taken (no second copy of a page),
+        with the deadline checked as they go."""
+        own = self._own_session()
+        for page in pages:
+            slots = cast(list[SessionInfo | None], page)
+            for index in range(len(slots)):
+                if not index % _DEADLINE_CHECK_EVERY:
+                    self._check_deadline("converting the answer")
+                info = slots[index]
+                slots[index] = None  # the decoded entry goes as its Session comes: one copy at a time
+                assert info is not None
+                yield _as_session(info, level, own)
 
     def _pages(
         self, level: int, first: EnumResponse, client: str | None, user: str | None, max_length: int
     ) -> Iterator[list[SessionInfo]]:
-        response = first
+        # No frame may keep a page alive once it has been handed out.
+        response: EnumResponse | None = first
+        del first
         sent_handle = 0
+        entries = 0
         for _ in range(MAX_PAGES):
-            if response.entries is None:
+            assert response is not None
+            page = response.entries
+            if page is None:
                 raise ProtocolError("the server answered without a session container")
-            yield response.entries
-            if response.status == NetApiStatus.NERR_Success:
+            count = len(page)
+            entries += count
+            if entries > self.max_entries:
+                raise ProtocolError(
+                    f"the server sent more than {self.max_entries:,} sessions: stopping "
+                    "(raise the entry budget if that many are real)"
+                )
+            status, handle = response.status, response.resume_handle
+            response = None
+            yield page
+            del page
+            if status == NetApiStatus.NERR_Success:
                 return
-            if response.status != NetApiStatus.ERROR_MORE_DATA:
-                raise _refusal(response.status, [(level, response.status)], "(while paging)")
-            handle = response.resume_handle
-            if handle is None or handle <= sent_handle or not response.entries:
+            if status != NetApiStatus.ERROR_MORE_DATA:
+                raise _refusal(status, [(level, status)], "(while paging)")
+            if handle is None or handle <= sent_handle or not count:
                 raise ProtocolError(
                     f"the server's resume handle does not advance ({sent_handle} -> {handle}"
-                    f" with {len(response.entries)} entries): stopping rather than looping"
+                    f" with {count} entries): stopping rather than looping"
                 )
             sent_handle = handle
             response = self.enum_page(level, client, user, max_length, handle)

@@ -11,7 +11,9 @@ the 502 record; fields keep the 502 order.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+import functools
+import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
@@ -28,12 +30,18 @@ class UserFlags(enum.IntFlag):
 
 def user_flag_names(flags: int) -> list[str]:
     """Names of the bits set in ``flags``; unknown bits as ``0x...``."""
+    return list(_user_flag_names(flags))
+
+
+@functools.lru_cache(maxsize=256)
+def _user_flag_names(flags: int) -> tuple[str, ...]:
+    # Cached: a listing repeats the same few flag values on every row.
     names = [flag.name for flag in UserFlags if flags & flag and flag.name]
     # int(): the complement of an IntFlag stays inside its declared bits.
     unknown = flags & ~int(UserFlags.SESS_GUEST | UserFlags.SESS_NOENCRYPTION)
     if unknown:
         names.append(f"0x{unknown:X}")
-    return names
+    return tuple(names)
 
 
 @dataclass(frozen=True)
@@ -95,12 +103,15 @@ class SessionInfo(NamedTuple):
 
     def project(self, level: int) -> SessionInfo:
         """The same session as the server would send it at ``level``."""
+        if level == 502:  # every field: the projection is the record itself
+            return self
         keep = _LEVEL_MASK[level]
         return SessionInfo._make(v if k else None for v, k in zip(self, keep, strict=True))
 
     def to_win32(self, level: int = 502) -> dict[str, Any]:
         """pywin32 ``win32net.NetSessionEnum`` dict for ``level``."""
-        return {f.win32_key: getattr(self, f.name) for f in LEVELS[level]}
+        keys, pick = _WIN32_VIEW[level]
+        return dict(zip(keys, pick(self), strict=True))
 
     @classmethod
     def from_win32(cls, record: Mapping[str, Any]) -> SessionInfo:
@@ -126,6 +137,22 @@ class SessionInfo(NamedTuple):
 
 _LEVEL_MASK: dict[int, tuple[bool, ...]] = {
     level: tuple(f in fields for f in FIELDS) for level, fields in LEVELS.items()
+}
+
+
+def _picker(indexes: tuple[int, ...]) -> Callable[[SessionInfo], tuple[Any, ...]]:
+    if len(indexes) == len(FIELDS):
+        return tuple  # the whole record, in order
+    if len(indexes) == 1:
+        (only,) = indexes
+        return lambda info: (info[only],)
+    return operator.itemgetter(*indexes)
+
+
+# Per level: the pywin32 keys and a C-level picker of the matching SessionInfo fields.
+_WIN32_VIEW: dict[int, tuple[tuple[str, ...], Callable[[SessionInfo], tuple[Any, ...]]]] = {
+    level: (tuple(f.win32_key for f in fields), _picker(tuple(FIELDS.index(f) for f in fields)))
+    for level, fields in LEVELS.items()
 }
 
 

@@ -109,7 +109,6 @@ def _too_long(name: str | None) -> bool:
     return name is not None and utf16_length(name) + 1 > MAX_NAME_CHARS
 
 
-@lru_cache(maxsize=4096)
 def canonical_client_name(name: str) -> str:
     """A client name as Windows writes sesi502_cname: ``\\\\NAME``, ``\\\\<ipv4>``, ``\\\\[<ipv6>]``.
 
@@ -118,6 +117,18 @@ def canonical_client_name(name: str) -> str:
     kept as they are.
     """
     bare = name.lstrip("\\")
+    # Fast path (most names; every entry of a large listing): without ':' and
+    # brackets a name is an IPv4 address or a host name, both kept as they are:
+    # ipaddress accepts only canonical dotted quads (no leading zeros), so a
+    # valid one already is its canonical text, and anything else (127.0.0.300,
+    # an embedded NUL, 1.2.3.4%x) is a name. No parsing needed.
+    if ":" not in bare and not bare.startswith("["):
+        return "\\\\" + bare
+    return _canonical_bracketed_or_v6(bare)
+
+
+@lru_cache(maxsize=4096)
+def _canonical_bracketed_or_v6(bare: str) -> str:
     if bare.startswith("[") and bare.endswith("]"):
         bare = bare[1:-1]
     host, _, scope = bare.partition("%")

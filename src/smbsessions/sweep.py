@@ -22,7 +22,12 @@ Targets (parsing, lazy expansion, de-duplication) live in ``targets.py``.
                   servers, SMB errors, other NET_API_STATUS values
   skipped         never attempted because ``--deadline`` ran out first; a
                   ``--resume`` run tries these hosts again
+  not-attempted   never logged on to: ``max_logon_failures`` hosts in a row
+                  refused the logon, so the sweep stopped trying the password
+                  (``logon_guard.py``); ``--resume`` tries these again
   ==============  ==========================================================
+
+  ``SweepStatus`` declares them once, with the descriptions the CLI shows.
 
 * **Engine** (``HostRunner``, ``run_sweep``): worker processes (one per CPU by
   default), each running a pool of threads; the parent hands out targets with
@@ -36,7 +41,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import json
+import logging
 import math
 import multiprocessing
 import os
@@ -46,10 +53,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any, NamedTuple
+from enum import StrEnum
+from typing import IO, Any, NamedTuple, cast
 
+from . import logsetup
 from .auth import Credentials
 from .client import SessionClient
+from .levels import U32_MAX
+from .logon_guard import DEFAULT_MAX_LOGON_FAILURES, LogonGuard, LogonNotAttempted
 from .status import (
     AuthenticationError,
     HostTimeoutError,
@@ -60,24 +71,57 @@ from .status import (
     RpcFaultError,
     TransportError,
     UnsupportedDialectError,
+    ntstatus_name,
 )
 from .targets import Target, record_key
-from .transport import ntstatus_name
 
-STATUSES: tuple[str, ...] = (
-    "ok",
-    "ok-empty",
-    "denied",
-    "invalid-level",
-    "auth-failed",
-    "unreachable",
-    "timeout",
-    "error",
-    "skipped",
-)
+log = logging.getLogger("smbsessions.sweep")
+
+
+class SweepStatus(StrEnum):
+    """The status of one host's record, with what it means (declared once: help and docs use it)."""
+
+    OK = "ok"
+    OK_EMPTY = "ok-empty"
+    DENIED = "denied"
+    INVALID_LEVEL = "invalid-level"
+    AUTH_FAILED = "auth-failed"
+    UNREACHABLE = "unreachable"
+    TIMEOUT = "timeout"
+    ERROR = "error"
+    SKIPPED = "skipped"
+    NOT_ATTEMPTED = "not-attempted"
+
+    @property
+    def description(self) -> str:
+        return STATUS_DESCRIPTIONS[self]
+
+
+STATUS_DESCRIPTIONS: dict[SweepStatus, str] = {
+    SweepStatus.OK: "enumeration succeeded, sessions listed",
+    SweepStatus.OK_EMPTY: "enumeration succeeded, no session; also when --user/--client matched "
+    "nothing (NERR_UserNotFound: the normal case of a hunt; see \"note\")",
+    SweepStatus.DENIED: "ERROR_ACCESS_DENIED at every level (hardened host)",
+    SweepStatus.INVALID_LEVEL: "the requested --level is not served",
+    SweepStatus.AUTH_FAILED: "the logon was refused",
+    SweepStatus.UNREACHABLE: "no TCP connection, or the host closed it before answering",
+    SweepStatus.TIMEOUT: "no complete answer within --timeout (per host), or cut by --deadline",
+    SweepStatus.ERROR: "protocol error (not an SMB server), DCE/RPC fault, SMB1-only server, other status",
+    SweepStatus.SKIPPED: "not attempted: --deadline ran out first (--resume retries these)",
+    SweepStatus.NOT_ATTEMPTED: "not attempted: hosts in a row refused the logon, the sweep stopped "
+    "to spare the account a lockout (--resume retries these)",
+}
+
+STATUSES: tuple[str, ...] = tuple(status.value for status in SweepStatus)
 ANSWERED = frozenset({"ok", "ok-empty"})
 """Statuses of hosts whose enumeration succeeded (they expose sessions to the account)."""
-RETRIED_ON_RESUME = frozenset({"skipped"})
+RETRIED_ON_RESUME = frozenset({"skipped", "not-attempted"})
+DEFAULT_MAX_ENTRIES = 100_000
+"""Default per-host session budget of a sweep (a real server has far fewer)."""
+BYTES_PER_ENTRY = 400
+"""Byte budget per budgeted entry: a level-502 entry with long names stays well under it."""
+UNREACHABLE_STATUSES = frozenset({"unreachable", "timeout", "skipped", "not-attempted"})
+"""Hosts that gave no answer at all: normal in a range, apart from real failures."""
 WORKER_DIED = "WorkerDied"
 """``error`` of hosts lost with a worker process that crashed; ``--resume`` retries them too."""
 
@@ -125,6 +169,8 @@ def classify(exc: BaseException) -> Classified:
             return Classified("ok-empty", None, None, "", f"{exc.name}: no session matched the qualifier")
         status = _NET_API_STATUSES.get(exc.status, "error")
         return Classified(status, exc.name, exc.status, detail)
+    if isinstance(exc, LogonNotAttempted):
+        return Classified("not-attempted", None, None, detail)
     if isinstance(exc, AuthenticationError):
         return Classified("auth-failed", _nt_name(exc.ntstatus), exc.ntstatus, detail)
     if isinstance(exc, HostUnreachableError):
@@ -164,13 +210,15 @@ def host_record(
 ) -> dict[str, Any]:
     """The record of one host (keys: ``RECORD_COLUMNS``)."""
     listed = sessions or []
-    users = sorted({s["user_name"] for s in listed if s.get("user_name")})
+    # Our own enumerating session is listed (marked) but neither counted nor a user found.
+    others = [s for s in listed if not s.get("own_session")]
+    users = sorted({s["user_name"] for s in others if s.get("user_name")})
     return {
         "host": target.host,
         "port": target.port,
         "status": status,
         "level": level,
-        "session_count": len(listed),
+        "session_count": len(others),
         "users": users,
         "sessions": listed,
         "elapsed": round(elapsed, 4),
@@ -197,6 +245,37 @@ def failure_record(target: Target, exc: BaseException, elapsed: float) -> dict[s
     )
 
 
+SESSION_FIELDS: tuple[str, ...] = (
+    "client_name",
+    "client_name_raw",
+    "user_name",
+    "num_opens",
+    "active_time",
+    "idle_time",
+    "user_flags",
+    "client_type",
+    "transport",
+    "own_session",
+)
+"""Per-session columns of the sweep's CSV (pywin32 keys, as ``Session.to_dict``)."""
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "host", "port", "status", "level", "session_count", *SESSION_FIELDS,
+    "elapsed", "error", "code", "detail", "note",
+)
+"""The sweep's CSV: one row per session, or one row (session columns empty) for a host
+without sessions; the host's columns repeat on each of its rows."""
+
+
+def csv_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """A host record as its CSV rows (see ``CSV_COLUMNS``)."""
+    base = {k: v for k, v in record.items() if k not in ("users", "sessions")}
+    sessions = record.get("sessions") or []
+    if not sessions:
+        return [base]
+    return [{**base, **{k: session.get(k) for k in SESSION_FIELDS}} for session in sessions]
+
+
 class ResumeState(NamedTuple):
     """What an earlier run's output says: hosts done, and how many records of each status."""
 
@@ -205,36 +284,88 @@ class ResumeState(NamedTuple):
     bad_lines: int
 
 
-def read_resume(path: str | os.PathLike[str], fmt: str = "jsonl") -> ResumeState:
-    """Hosts already finished in an earlier run's output (``jsonl`` or ``csv``).
+@dataclass
+class ResultsFile:
+    """Every host of an output file, as its last record says (the last one counts)."""
 
-    A truncated or unreadable line (an interrupted write) is ignored, as are
-    records with an unknown status; ``skipped`` hosts are not done (the resumed
-    run tries them). A missing file means nothing is done.
-    """
-    done: set[str] = set()
-    counts: dict[str, int] = {}
-    bad = 0
+    statuses: dict[str, str] = field(default_factory=dict)
+    users: dict[str, set[str]] = field(default_factory=dict)
+    """Users with sessions per host (our own session left out)."""
+    retried: set[str] = field(default_factory=set)
+    """Hosts a resumed run tries again (last record skipped, not-attempted, worker lost)."""
+    bad_lines: int = 0
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for status in self.statuses.values():
+            counts[status] = counts.get(status, 0) + 1
+        return counts
+
+    def hosts_with_user(self, user: str) -> list[str]:
+        """Hosts whose last record found ``user`` (case-insensitive), in file order."""
+        wanted = user.casefold()
+        return [key for key, names in self.users.items()
+                if self.statuses.get(key) == "ok" and any(n.casefold() == wanted for n in names)]
+
+
+def read_results(path: str | os.PathLike[str], fmt: str = "jsonl") -> ResultsFile:
+    """Read a sweep output file (``jsonl`` or ``csv``; the CSV as ``CSV_COLUMNS`` or the
+    older one-row-per-host form with a JSON ``users`` cell). Unreadable lines and records
+    with an unknown status are counted in ``bad_lines``. A missing file is empty."""
+    results = ResultsFile()
     if not os.path.exists(path):
-        return ResumeState(done, counts, 0)
+        return results
+    retried = results.retried
+    last_key: str | None = None
+    # CSV: a record is several rows; one cut short by a failed write (disk full) has
+    # fewer session rows than its session_count and is tried again.
+    rows_seen: dict[str, int] = {}
+    rows_expected: dict[str, int] = {}
     with open(path, encoding="utf-8", errors="replace", newline="") as stream:
         rows: Iterable[Any] = csv.DictReader(stream) if fmt == "csv" else _json_lines(stream)
         for row in rows:
             try:
                 host, port, status = str(row["host"]), int(row["port"]), str(row["status"])
             except (KeyError, TypeError, ValueError):
-                bad += 1
+                results.bad_lines += 1
                 continue
             if status not in STATUSES or not host:
-                bad += 1
-                continue
-            if status in RETRIED_ON_RESUME or row.get("error") == WORKER_DIED:
+                results.bad_lines += 1
                 continue
             key = record_key(host, port)
-            if key not in done:
-                done.add(key)
-                counts[status] = counts.get(status, 0) + 1
-    return ResumeState(done, counts, bad)
+            names = _row_users(row, fmt)
+            continued = fmt == "csv" and key == last_key and results.statuses.get(key) == status
+            if continued:
+                results.users[key].update(names)  # another session row of the same record
+            else:
+                results.statuses.pop(key, None)  # re-insert: file order of the last record
+                results.users.pop(key, None)
+                results.statuses[key] = status
+                results.users[key] = set(names)
+            if fmt == "csv":
+                counted = bool(row.get("client_name") or row.get("user_name")) and not _is_own(row)
+                rows_seen[key] = (rows_seen.get(key, 0) if continued else 0) + counted
+                rows_expected[key] = _int_or_zero(row.get("session_count"))
+            if status in RETRIED_ON_RESUME or row.get("error") == WORKER_DIED:
+                retried.add(key)
+            else:
+                retried.discard(key)
+            last_key = key
+    for key, expected in rows_expected.items():
+        if rows_seen.get(key, 0) < expected:
+            retried.add(key)
+    return results
+
+
+def _is_own(row: dict[str, Any]) -> bool:
+    return str(row.get("own_session", "")).lower() in ("true", "1")
+
+
+def _int_or_zero(text: Any) -> int:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _json_lines(stream: IO[str]) -> Iterator[Any]:
@@ -247,6 +378,39 @@ def _json_lines(stream: IO[str]) -> Iterator[Any]:
             yield None
             continue
         yield record if isinstance(record, dict) else None
+
+
+def _row_users(row: dict[str, Any], fmt: str) -> list[str]:
+    if fmt != "csv":
+        users = row.get("users")
+        return [u for u in users if isinstance(u, str)] if isinstance(users, list) else []
+    if row.get("user_name"):
+        return [] if _is_own(row) else [str(row["user_name"])]
+    cell = row.get("users")
+    if cell:
+        try:
+            users = json.loads(cell)
+        except ValueError:
+            return []
+        return [u for u in users if isinstance(u, str)] if isinstance(users, list) else []
+    return []
+
+
+def read_resume(path: str | os.PathLike[str], fmt: str = "jsonl") -> ResumeState:
+    """Hosts already finished in an earlier run's output (``jsonl`` or ``csv``).
+
+    A truncated or unreadable line is ignored (trim the file first: see
+    ``trim_partial_line``), as are records with an unknown status; hosts whose last
+    record is ``skipped``/``not-attempted`` (or lost with a crashed worker) are not
+    done (the resumed run tries them). A missing file means nothing is done.
+    """
+    results = read_results(path, fmt)
+    done = {key for key in results.statuses if key not in results.retried}
+    counts: dict[str, int] = {}
+    for key in done:
+        status = results.statuses[key]
+        counts[status] = counts.get(status, 0) + 1
+    return ResumeState(done, counts, results.bad_lines)
 
 
 def trim_partial_line(path: str | os.PathLike[str]) -> int:
@@ -297,8 +461,23 @@ class SweepConfig:
     deadline: float | None = None
     """Absolute ``time.monotonic()`` at which the whole sweep ends (None: no limit)."""
     require_encryption: bool = False
+    max_logon_failures: int = DEFAULT_MAX_LOGON_FAILURES
+    """Stop logging on after this many refusals in a row (0: never stop; see ``logon_guard``)."""
+    max_entries: int = DEFAULT_MAX_ENTRIES
+    """Sessions one host may send (all pages together); more is an ``error`` for that host.
+    With the byte budget derived from it (``max_bytes``), memory stays bounded by the
+    concurrency times this, whatever the hosts send."""
+    logon_guard: LogonGuard | None = field(default=None, compare=False)
+    """Shared by the workers; ``run_sweep`` creates it from ``max_logon_failures``."""
+
+    @property
+    def max_bytes(self) -> int:
+        """The byte budget of one host's answers (every page): ``max_entries`` large entries."""
+        return max(1 << 20, self.max_entries * BYTES_PER_ENTRY)
 
     def __post_init__(self) -> None:
+        if self.max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
         if self.timeout <= 0:
             raise ValueError("timeout must be positive")
         if self.margin < 0:
@@ -313,31 +492,49 @@ def probe_host(target: Target, config: SweepConfig, client: SessionClient | None
             target.host,
             target.port,
             credentials=config.credentials,
-            timeout=_call_timeout(config, start),
+            timeout=config.timeout,
             require_encryption=config.require_encryption,
+            deadline=_host_deadline(config, start),
+            logon_guard=config.logon_guard,
+            max_entries=config.max_entries,
+            max_bytes=config.max_bytes,
         )
     try:
         with client:
             result = client.enum(config.level, config.client, config.user)
-            sessions = [session.to_dict() for session in result]
+            sessions = [_session_record(session.to_dict()) for session in result]
     except Exception as exc:
-        return failure_record(target, exc, time.monotonic() - start)
+        record = failure_record(target, exc, time.monotonic() - start)
+        log.debug("%s: %s in %.2f s (%s)", target.key, record["status"], record["elapsed"], record["detail"])
+        return record
     note = "the server ignored the qualifiers; they were applied locally" if result.filtered_locally else None
-    return host_record(
+    record = host_record(
         target,
-        "ok" if sessions else "ok-empty",
+        "ok" if any(not s.get("own_session") for s in sessions) else "ok-empty",
         elapsed=time.monotonic() - start,
         level=result.level,
         sessions=sessions,
         note=note,
     )
+    log.debug("%s: %s in %.2f s, level %s, %d session(s)", target.key, record["status"], record["elapsed"],
+              record["level"], len(sessions))
+    return record
 
 
-def _call_timeout(config: SweepConfig, now: float) -> float:
-    timeout = config.timeout
+def _session_record(record: dict[str, Any]) -> dict[str, Any]:
+    # Samba's 0xFFFFFFFF "under a second ago" is written as 0, as enum's JSON/CSV do.
+    for key in ("active_time", "idle_time"):
+        if record.get(key) == U32_MAX:
+            record[key] = 0
+    return record
+
+
+def _host_deadline(config: SweepConfig, now: float) -> float:
+    """When one host started at ``now`` must be done: its timeout, or the sweep's deadline."""
+    deadline = now + config.timeout
     if config.deadline is not None:
-        timeout = min(timeout, config.deadline - now)
-    return max(timeout, 0.05)
+        deadline = min(deadline, config.deadline)
+    return max(deadline, now + 0.05)
 
 
 # =========================================================================== engine: threads
@@ -444,12 +641,19 @@ class HostRunner:
         by_deadline = config.deadline is not None and config.deadline < limit
         if by_deadline and config.deadline is not None:
             limit = config.deadline
+        extra: dict[str, Any] = {"deadline": _host_deadline(config, now), "max_entries": config.max_entries,
+                                 "max_bytes": config.max_bytes}
+        if config.logon_guard is not None:
+            extra["logon_guard"] = config.logon_guard
+        # The client is given the configured timeout (its messages name it) and the
+        # host's deadline (the same timeout, or the sweep's --deadline if sooner).
         client = self._client_class(
             target.host,
             target.port,
             credentials=config.credentials,
-            timeout=_call_timeout(config, now),
+            timeout=config.timeout,
             require_encryption=config.require_encryption,
+            **extra,
         )
         running = _Running(target, now, limit, by_deadline, client)
         with self._lock:
@@ -526,6 +730,14 @@ class SweepStats:
     by_status: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     interrupted: bool = False
+    in_flight: int = 0
+    """Hosts handed to the workers and not finished yet."""
+    logon_guard: LogonGuard | None = None
+    """The run's lockout protection (``stopped`` says whether it ended the sweep)."""
+
+    @property
+    def logon_stopped(self) -> bool:
+        return self.logon_guard is not None and self.logon_guard.stopped
 
     def add(self, record: dict[str, Any]) -> None:
         self.done += 1
@@ -564,6 +776,7 @@ def _worker_main(
     stop: Any,
     probe: Probe,
     parent: int,
+    verbosity: int | None = None,
 ) -> None:
     """Body of a worker process: take targets, probe them, send records back."""
     # The parent decides what an interrupt means, and stops the workers itself:
@@ -571,6 +784,10 @@ def _worker_main(
     # records it had finished and make its hosts look failed.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if verbosity is not None:
+        # Started from a fork server, a worker has none of the parent's logging set-up;
+        # its log lines go to the parent, which writes them (clearing its progress line).
+        logsetup.configure_logging(verbosity, cast(IO[str], _LogLines(results)))
 
     def emit(record: dict[str, Any]) -> None:
         # After an interrupt the queue may already be closed: nothing is waiting then.
@@ -582,8 +799,8 @@ def _worker_main(
         try:
             item = tasks.get(timeout=0.2)
         except queue.Empty:
-            if os.getppid() != parent:
-                break  # orphaned: the parent is gone, nobody reads our records
+            if _orphaned(parent):
+                break  # the parent is gone, nobody reads our records
             continue
         if item is None:
             break
@@ -593,6 +810,14 @@ def _worker_main(
     # flush the records still in the queue's buffer, then leave.
     results.close()
     results.join_thread()
+
+
+def _orphaned(parent: int) -> bool:
+    # Under forkserver our OS parent is the fork server; multiprocessing knows the real one.
+    creator = multiprocessing.parent_process()
+    if creator is not None:
+        return not creator.is_alive()
+    return os.getppid() != parent
 
 
 def split_concurrency(concurrency: int, processes: int) -> list[int]:
@@ -640,6 +865,11 @@ def run_sweep(
     split = split_concurrency(concurrency, processes or default_processes())
     workers = [_Worker(i, n) for i, n in enumerate(split)]
     in_process = len(workers) == 1 and (processes or default_processes()) <= 1
+    context: Any = None if in_process else _mp_context()
+    if config.logon_guard is None and config.max_logon_failures > 0 and not config.credentials.anonymous:
+        guard = LogonGuard(config.max_logon_failures, context)
+        config = dataclasses.replace(config, logon_guard=guard)
+    stats.logon_guard = config.logon_guard
     results: Any
     stop: Any
     if in_process:
@@ -648,7 +878,6 @@ def run_sweep(
         worker = workers[0]
         worker.runner = HostRunner(config, worker.threads, lambda record: results.put((0, record)), probe)
     else:
-        context = _mp_context()
         results = context.Queue()
         stop = context.Event()
         previous = signal.getsignal(signal.SIGINT)
@@ -663,7 +892,8 @@ def run_sweep(
                 worker.tasks = context.Queue()
                 worker.process = context.Process(
                     target=_worker_main,
-                    args=(worker.index, config, worker.threads, worker.tasks, results, stop, probe, parent),
+                    args=(worker.index, config, worker.threads, worker.tasks, results, stop, probe, parent,
+                          logsetup.configured_verbosity()),
                     name=f"smbsessions-sweep-{worker.index}",
                     daemon=True,
                 )
@@ -686,16 +916,44 @@ def run_sweep(
 
 
 def _mp_context() -> Any:
-    # fork shares the already-imported modules (no ~0.3 s re-import per worker);
-    # spawn elsewhere.
+    # Not fork: a forked worker keeps the parent's command line, which may hold the
+    # password (-U user%password); /proc/PID/cmdline shows it to every local user.
+    # forkserver starts one clean process (no user arguments), imports the sweep
+    # there once, and forks the workers from it; spawn where it is missing.
     methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    if "forkserver" in methods:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+_LOG_LINE = -1
+"""Worker index of a message carrying a log line instead of a record."""
+
+
+class _LogLines:
+    """A text stream for a worker's log handler: each write goes to the parent as a message."""
+
+    def __init__(self, results: Any) -> None:
+        self._results = results
+
+    def write(self, text: str) -> int:
+        with contextlib.suppress(ValueError, OSError):  # the parent stopped listening
+            self._results.put((_LOG_LINE, text))
+        return len(text)
+
+    def flush(self) -> None:
+        pass
 
 
 def _deliver(
-    workers: list[_Worker], message: tuple[int, dict[str, Any]], on_record: Emit, stats: SweepStats
+    workers: list[_Worker], message: tuple[int, Any], on_record: Emit, stats: SweepStats
 ) -> None:
     index, record = message
+    if index == _LOG_LINE:
+        logsetup.write_line(str(record))
+        return
     key = record_key(record["host"], record["port"])
     if workers[index].outstanding.pop(key, None) is None:
         return  # already written (e.g. by the backstop): never two records for one host
@@ -716,12 +974,17 @@ def _dispatch(
     while True:
         now = time.monotonic()
         past_deadline = config.deadline is not None and now >= config.deadline
-        if past_deadline:
-            # Not handed out before the deadline: skipped, a bounded batch per turn.
+        logon_stopped = config.logon_guard is not None and config.logon_guard.stopped
+        if past_deadline or logon_stopped:
+            # Not handed out in time, or the logon was refused too often: a bounded batch per turn.
+            status, note = (
+                ("skipped", "the sweep deadline ran out first") if past_deadline
+                else ("not-attempted", "hosts in a row refused the logon; the sweep stopped logging on")
+            )
             for _ in range(1000):
                 if pending is None:
                     break
-                record = host_record(pending, "skipped", elapsed=0.0, note="the sweep deadline ran out first")
+                record = host_record(pending, status, elapsed=0.0, note=note)
                 stats.add(record)
                 on_record(record)
                 pending = next(targets, None)
@@ -737,6 +1000,7 @@ def _dispatch(
                     worker.tasks.put((pending.host, pending.port))
                 pending = next(targets, None)
         outstanding = sum(len(w.outstanding) for w in workers)
+        stats.in_flight = outstanding
         if pending is None and outstanding == 0:
             return
         if (
@@ -746,7 +1010,8 @@ def _dispatch(
         ):
             _give_up(workers, on_record, stats, "the worker did not report before the sweep deadline")
             continue
-        wait = 0.1 if (pending is None or past_deadline or _least_loaded(workers) is None) else 0.0
+        idle = pending is None or past_deadline or logon_stopped or _least_loaded(workers) is None
+        wait = 0.1 if idle else 0.0
         _collect(workers, results, on_record, stats, wait)
         _check_workers(workers, on_record, stats)
         if on_tick is not None:

@@ -8,30 +8,45 @@ progress line on a terminal and the closing summary.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import shutil
 import signal
 import sys
+import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import IO, Any
 
+from . import logsetup
 from .cli import (
     UsageError,
     add_auth_arguments,
+    check_user_filter,
     credentials_from_args,
     level_number,
     port_number,
     positive_seconds,
 )
+from .exitcodes import ExitCode, exit_codes_text
+from .logon_guard import DEFAULT_MAX_LOGON_FAILURES
 from .output import RecordWriter, printable
 from .sweep import (
     ANSWERED,
-    RECORD_COLUMNS,
+    BYTES_PER_ENTRY,
+    CSV_COLUMNS,
+    DEFAULT_MAX_ENTRIES,
     STATUSES,
+    UNREACHABLE_STATUSES,
+    ResultsFile,
     SweepConfig,
     SweepStats,
+    SweepStatus,
+    csv_rows,
+    read_results,
     read_resume,
     run_sweep,
     trim_partial_line,
@@ -40,6 +55,7 @@ from .targets import (
     DEFAULT_MAX_RANGE,
     DEFAULT_PORT,
     BadEntry,
+    Exclusions,
     Target,
     TargetSource,
     count_targets,
@@ -47,38 +63,51 @@ from .targets import (
     record_key,
 )
 
-EXIT_OK = 0
-EXIT_USAGE = 2
-EXIT_SOME_FAILED = 9
-EXIT_INTERRUPTED = 130
+EXIT_OK = ExitCode.OK
+EXIT_ERROR = ExitCode.ERROR
+EXIT_USAGE = ExitCode.USAGE
+EXIT_AUTH = ExitCode.AUTH
+EXIT_SOME_FAILED = ExitCode.SOME_FAILED
+EXIT_INTERRUPTED = ExitCode.INTERRUPTED
 
-SWEEP_FORMATS = ("jsonl", "csv", "table")
+SWEEP_FORMATS = ("jsonl", "json", "csv", "table")
 MAX_LISTED_HOSTS = 20
 
-EPILOG = """\
-statuses (one record per host, field "status"):
-  ok             enumeration succeeded, sessions listed
-  ok-empty       enumeration succeeded, no session; also when --user/--client
-                 matched nothing (NERR_UserNotFound: the normal case of a hunt; see "note")
-  denied         ERROR_ACCESS_DENIED at every level (hardened host)
-  invalid-level  the requested --level is not served
-  auth-failed    the logon was refused
-  unreachable    no TCP connection
-  timeout        no complete answer within --timeout (the per-host limit, enforced
-                 by a watchdog at timeout + under 1 s), or cut by --deadline
-  error          protocol error, DCE/RPC fault, SMB1-only server, other status
-  skipped        not attempted: --deadline ran out first (--resume retries these)
+EXIT_MEANINGS: dict[ExitCode, str] = {
+    ExitCode.OK: "the sweep ran and every host answered (ok / ok-empty); after --resume: every host "
+                 "of the file",
+    ExitCode.ERROR: "the output could not be written (disk full: finished hosts kept, rerun with "
+                    "--resume), or an unexpected error",
+    ExitCode.USAGE: "usage error (bad option or command-line target, --resume without --output, "
+                    "a non-empty --output without --resume/--overwrite)",
+    ExitCode.AUTH: "the sweep stopped logging on: every host tried refused the logon (check the password)",
+    ExitCode.SOME_FAILED: "the sweep ran; some hosts did not answer (any other status)",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C / SIGTERM); every finished host is in the output: "
+                          "use --resume",
+}
 
-exit codes:
-  0    the sweep ran and every host answered (ok / ok-empty)
-  9    the sweep ran; some hosts did not answer (any other status)
-  2    usage error (bad option or command-line target, --resume without --output)
-  130  interrupted (Ctrl-C / SIGTERM); every finished host is in the output: use --resume
-  1    unexpected error
 
-bad entries in --targets-file are reported on stderr (file:line) and skipped.
---resume appends: a host recorded as skipped earlier gets a second record; the last one counts.
-"""
+def _wrap(status: SweepStatus) -> str:
+    return textwrap.fill(status.description, width=90, initial_indent=f"  {status.value:<14} ",
+                         subsequent_indent=" " * 17)
+
+
+EPILOG = "\n\n".join([
+    "examples:\n"
+    "  smbsessions sweep 10.0.0.0/24 -U 'CORP/alice' --user bob -o hunt.jsonl\n"
+    "  cat servers.txt | smbsessions sweep -f - -A creds.txt --exclude @never.txt --format csv "
+    "-o sessions.csv\n"
+    "  smbsessions sweep -f hosts.txt -U alice -o hunt.jsonl --resume   # after Ctrl-C or a full disk",
+    "statuses (one record per host, field \"status\"):\n" + "\n".join(_wrap(s) for s in SweepStatus),
+    """bad entries in --targets-file are reported on stderr (file:line) and skipped.
+--resume appends: a host recorded as skipped or not-attempted earlier gets a second record;
+the last one counts. A last line cut by an interrupted write is removed first (that host is retried).
+lockout protection: until one host accepts the logon, hosts log on one at a time; after
+--max-logon-failures (default 3) refusals in a row (wrong password, locked out, disabled,
+expired...) the sweep stops logging on and records the rest as not-attempted (exit 6).
+With local accounts that differ per host, use --continue-on-auth-failure.""",
+    exit_codes_text(tuple(EXIT_MEANINGS), EXIT_MEANINGS),
+])
 
 
 def add_parser(commands: Any) -> None:
@@ -94,7 +123,8 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("targets", nargs="*", metavar="TARGET",
                         help="HOST, HOST:PORT, IPv4, IPv6, [IPv6]:PORT, CIDR (10.0.0.0/24[:PORT])")
     parser.add_argument("-f", "--targets-file", action="append", default=[], metavar="FILE",
-                        help="file of targets, one per line (# comments); may be repeated")
+                        help="file of targets, one per line (# comments); '-' reads standard input; "
+                             "may be repeated")
     parser.add_argument("--port", type=port_number, default=DEFAULT_PORT,
                         help=f"port for targets that name none (default {DEFAULT_PORT})")
     parser.add_argument("--max-range", type=int, default=DEFAULT_MAX_RANGE, metavar="N",
@@ -107,6 +137,10 @@ def add_parser(commands: Any) -> None:
                         help="0, 1, 2, 10 or 502 (default: the richest allowed)")
     parser.add_argument("--user", metavar="NAME", help="hunt: only sessions of this user")
     parser.add_argument("--client", metavar="NAME", help="only sessions from this client")
+    parser.add_argument("--max-entries", type=int, default=DEFAULT_MAX_ENTRIES, metavar="N",
+                        help="sessions one host may send before it is an error (default "
+                             f"{DEFAULT_MAX_ENTRIES:,}; with a byte budget of {BYTES_PER_ENTRY} bytes "
+                             "each, this bounds memory per host in flight)")
     parser.add_argument("--concurrency", type=int, default=64, metavar="N",
                         help="hosts in flight at once (default 64)")
     parser.add_argument("--processes", type=int, default=None, metavar="N",
@@ -115,10 +149,28 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--deadline", type=positive_seconds, metavar="S",
                         help="end the whole sweep after S seconds (running hosts: timeout, "
                              "the rest: skipped)")
-    parser.add_argument("--format", choices=SWEEP_FORMATS, default="jsonl")
+    parser.add_argument("--format", choices=SWEEP_FORMATS, default="jsonl",
+                        help="jsonl (default): one record per host and line; json: one array; "
+                             "csv: one row per session (a host without sessions: one row); "
+                             "table: one line per host")
+    parser.add_argument("--only-sessions", action="store_true",
+                        help="table: list only hosts with sessions (the summary still counts every host)")
     parser.add_argument("-o", "--output", metavar="FILE", help="write records here instead of stdout")
-    parser.add_argument("--resume", action="store_true",
-                        help="skip hosts already recorded in --output and append to it")
+    replace = parser.add_mutually_exclusive_group()
+    replace.add_argument("--resume", action="store_true",
+                         help="skip hosts already recorded in --output and append to it")
+    replace.add_argument("--overwrite", action="store_true",
+                         help="replace a non-empty --output file (refused otherwise)")
+    parser.add_argument("--exclude", action="append", default=[], metavar="TARGETS",
+                        help="never contact these: HOST, IP, CIDR (comma-separated) or @FILE of them; "
+                             "may be repeated")
+    guard = parser.add_mutually_exclusive_group()
+    guard.add_argument("--max-logon-failures", type=int, default=DEFAULT_MAX_LOGON_FAILURES, metavar="N",
+                       help="stop logging on after N hosts in a row refused the logon, so a wrong "
+                            f"password cannot lock the account out (default {DEFAULT_MAX_LOGON_FAILURES})")
+    guard.add_argument("--continue-on-auth-failure", action="store_true",
+                       help="log on to every host whatever earlier hosts answered (local accounts "
+                            "that differ per host); risks locking a domain account out")
     parser.set_defaults(handler=cmd_sweep)
 
 
@@ -126,12 +178,13 @@ def add_parser(commands: Any) -> None:
 
 
 class _TableWriter:
-    """One fixed-width line per host, as it finishes."""
+    """One fixed-width line per host, as it finishes (``only_sessions``: hosts with sessions only)."""
 
     HEADER = ("HOST", "STATUS", "LEVEL", "SESSIONS", "USERS / DETAIL")
 
-    def __init__(self, stream: IO[str]) -> None:
+    def __init__(self, stream: IO[str], only_sessions: bool = False) -> None:
         self.stream = stream
+        self.only_sessions = only_sessions
         self.stream.write(self._line(*self.HEADER) + "\n")
         self.stream.flush()
 
@@ -140,11 +193,13 @@ class _TableWriter:
         return f"{host:<28} {status:<13} {level:<5} {count:<8} {rest}".rstrip()
 
     def write(self, record: dict[str, Any]) -> None:
+        if self.only_sessions and not record["session_count"]:
+            return
         users = ",".join(record["users"])
         rest = printable(users if record["status"] == "ok" else (record["note"] or record["detail"] or ""))
         level = "-" if record["level"] is None else str(record["level"])
         self.stream.write(
-            self._line(record_key(record["host"], record["port"]), record["status"], level,
+            self._line(printable(record_key(record["host"], record["port"])), record["status"], level,
                        str(record["session_count"]), rest) + "\n"
         )
         self.stream.flush()
@@ -153,19 +208,82 @@ class _TableWriter:
         self.stream.flush()
 
 
+class _CsvWriter:
+    """The sweep's CSV: one row per session, one row for a host without (``CSV_COLUMNS``)."""
+
+    def __init__(self, stream: IO[str], header: bool) -> None:
+        self._writer = RecordWriter(stream, "csv", CSV_COLUMNS, header=header)
+
+    def write(self, record: dict[str, Any]) -> None:
+        for row in csv_rows(record):
+            self._writer.write(row)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class OutputWriteError(Exception):
+    """The output file cannot be written (disk full, I/O error): the sweep stops."""
+
+    def __init__(self, exc: OSError) -> None:
+        self.reason = exc.strerror or str(exc)
+        super().__init__(self.reason)
+
+
 # --------------------------------------------------------------------------- progress
 
 
 class Progress:
-    """A progress line on stderr, redrawn in place at most every 0.1 s; silent when not a TTY."""
+    """A progress line on stderr, redrawn in place at most every 0.1 s; silent when not a TTY.
 
-    def __init__(self, err: IO[str], total: int | None, stats: SweepStats, enabled: bool) -> None:
+    It fits the terminal's width, and shows elapsed time, an ETA, the hosts in flight,
+    and unreachable hosts (normal in a range) apart from real failures.
+    """
+
+    def __init__(self, err: IO[str], total: int | None, stats: SweepStats, enabled: bool,
+                 width: Callable[[], int] | None = None) -> None:
         self.err = err
         self.total = total
         self.stats = stats
         self.enabled = enabled
+        self.in_flight: Callable[[], int] = lambda: 0
+        self._width = width or (lambda: shutil.get_terminal_size((80, 24)).columns)
         self._last = 0.0
         self._shown = False
+        self._lock = threading.Lock()
+
+    def line(self) -> str:
+        """The progress text, cut to the terminal width."""
+        stats = self.stats
+        by = stats.by_status
+        answered = sum(by.get(s, 0) for s in ANSWERED)
+        unreachable = sum(by.get(s, 0) for s in UNREACHABLE_STATUSES)
+        denied = by.get("denied", 0)
+        failed = stats.done - answered - unreachable - denied
+        elapsed = stats.elapsed
+        rate = stats.done / elapsed if elapsed > 0 else 0.0
+        total = "?" if self.total is None else str(self.total)
+        eta = ""
+        if self.total is not None and rate > 0 and stats.done < self.total:
+            eta = f"  ETA {_clock((self.total - stats.done) / rate)}"
+        parts = [
+            f"{stats.done}/{total} hosts",
+            f"{_clock(elapsed)}{eta}",
+            f"in flight {self.in_flight()}",
+            f"ok {answered}",
+            f"denied {denied}",
+            f"unreachable {unreachable}",
+            f"failed {failed}",
+            f"{rate:.1f}/s",
+        ]
+        width = max(10, self._width() - 1)
+        text = ""
+        for part in parts:
+            candidate = f"{text}  {part}" if text else part
+            if len(candidate) > width:
+                break
+            text = candidate
+        return text[:width]
 
     def tick(self, force: bool = False) -> None:
         if not self.enabled:
@@ -174,24 +292,24 @@ class Progress:
         if not force and now - self._last < 0.1:
             return
         self._last = now
-        by = self.stats.by_status
-        answered = sum(by.get(s, 0) for s in ANSWERED)
-        denied = by.get("denied", 0)
-        failed = self.stats.done - answered - denied
-        rate = self.stats.done / self.stats.elapsed if self.stats.elapsed > 0 else 0.0
-        total = "?" if self.total is None else str(self.total)
-        self.err.write(
-            f"\r\x1b[K{self.stats.done}/{total} hosts  ok {answered}  denied {denied}  "
-            f"failed {failed}  {rate:.1f} hosts/s"
-        )
-        self.err.flush()
-        self._shown = True
+        with self._lock:
+            self.err.write("\r\x1b[K" + self.line())
+            self.err.flush()
+            self._shown = True
 
     def clear(self) -> None:
-        if self._shown:
-            self.err.write("\r\x1b[K")
-            self.err.flush()
-            self._shown = False
+        with self._lock:
+            if self._shown:
+                self.err.write("\r\x1b[K")
+                self.err.flush()
+                self._shown = False
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 # --------------------------------------------------------------------------- command
@@ -219,10 +337,14 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UsageError("no targets: give TARGET arguments or --targets-file")
     if args.resume and not args.output:
         raise UsageError("--resume needs --output (the file whose hosts are skipped and appended to)")
-    if args.resume and args.format == "table":
+    if args.resume and args.format in ("table", "json"):
         raise UsageError("--resume needs --format jsonl or csv")
+    if args.only_sessions and args.format != "table":
+        raise UsageError("--only-sessions applies to --format table")
     if args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
+    if args.max_entries < 1:
+        raise UsageError("--max-entries must be at least 1")
     if args.processes is not None and args.processes < 1:
         raise UsageError("--processes must be at least 1")
     if args.timeout <= 0:
@@ -233,6 +355,29 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UsageError("--port must be from 1 to 65535")
     if args.max_range < 1:
         raise UsageError("--max-range must be at least 1")
+    if args.max_logon_failures < 1:
+        raise UsageError("--max-logon-failures must be at least 1 (or use --continue-on-auth-failure)")
+    if args.output and not args.resume and not args.overwrite and _non_empty_file(args.output):
+        raise UsageError(
+            f"{args.output} is not empty: add --resume to continue that sweep, or --overwrite to replace it"
+        )
+
+
+def _non_empty_file(path: str) -> bool:
+    try:
+        return os.path.isfile(path) and os.path.getsize(path) > 0
+    except OSError:
+        return False
+
+
+class _Run:
+    """What one sweep command counts while it runs."""
+
+    def __init__(self) -> None:
+        self.written = 0
+        self.found: list[str] = []
+        self.found_count = 0
+        self.unwritable = 0
 
 
 def cmd_sweep(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
@@ -244,73 +389,146 @@ def cmd_sweep(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     for path in source.files:
         if not path.is_file():
             raise UsageError(f"cannot read targets file {path}")
+    try:
+        excluded = Exclusions(args.exclude)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"bad --exclude: {exc}") from None
+    check_user_filter(args.user)
     credentials = credentials_from_args(args, None)
+    if credentials.target_name:
+        raise UsageError("--target-name names one server: a sweep's targets must themselves be "
+                         "names for Kerberos (the SPN is cifs/<target>)")
+    if credentials.kerberos:
+        # One TGT for the whole sweep (kerberos.prepare): workers inherit its cache.
+        from .kerberos import prepare
+
+        credentials = prepare(credentials)
 
     def report_bad(entry: BadEntry) -> None:
-        err.write(f"smbsessions sweep: skipping bad target {entry}\n")
+        err.write(f"smbsessions sweep: skipping bad target {printable(str(entry))}\n")
 
     done: set[str] = set()
     if args.resume:
+        # A last line cut by an interrupted write must go before reading: its host is retried.
+        trim_partial_line(args.output)
         state = read_resume(args.output, args.format)
         done = state.done
         if done:
             err.write(f"resuming: {len(done)} host(s) already in {args.output} are skipped\n")
-    if done:
-        total = sum(1 for t in expand(source.specs(report_bad)) if t.key not in done)
+
+    def wanted(target: Target) -> bool:
+        return target.key not in done and target not in excluded
+
+    if done or excluded:
+        total = sum(1 for t in expand(source.specs(report_bad)) if wanted(t))
     else:
         total = count_targets(source.specs(report_bad))
-    targets: Iterator[Target] = (t for t in expand(source.specs()) if t.key not in done)
+    targets: Iterator[Target] = (t for t in expand(source.specs()) if wanted(t))
 
     margin = min(1.0, 0.25 + 0.1 * args.timeout)
     deadline = None if args.deadline is None else time.monotonic() + args.deadline
     config = SweepConfig(credentials, level=args.level, user=args.user, client=args.client,
                          timeout=args.timeout, margin=margin, deadline=deadline,
-                         require_encryption=args.encrypt)
+                         require_encryption=args.encrypt, max_entries=args.max_entries,
+                         max_logon_failures=0 if args.continue_on_auth_failure else args.max_logon_failures)
 
     stream, close_stream = _open_output(args, out)
     writer: Any
-    if args.format == "jsonl":
-        writer = RecordWriter(stream, "jsonl")
+    if args.format in ("jsonl", "json"):
+        writer = RecordWriter(stream, args.format)
     elif args.format == "csv":
-        writer = RecordWriter(stream, "csv", RECORD_COLUMNS,
-                              header=stream.tell() == 0 if args.output else True)
+        writer = _CsvWriter(stream, header=stream.tell() == 0 if args.output else True)
     else:
-        writer = _TableWriter(stream)
+        writer = _TableWriter(stream, args.only_sessions)
 
     stats = SweepStats(total=total)
     progress = Progress(err, total, stats, enabled=_isatty(err))
+    progress.in_flight = lambda: stats.in_flight
     shared_terminal = progress.enabled and not args.output and _isatty(out)
-    found: list[str] = []
-    found_count = 0
+    run = _Run()
 
     def on_record(record: dict[str, Any]) -> None:
-        nonlocal found_count
         if shared_terminal:
             progress.clear()
-        writer.write(record)
+        _write_record(writer, record, run, err, progress)
         if args.user and record["status"] == "ok":
-            found_count += 1
-            if len(found) < MAX_LISTED_HOSTS:
-                found.append(record_key(record["host"], record["port"]))
+            run.found_count += 1
+            if len(run.found) < MAX_LISTED_HOSTS:
+                run.found.append(record_key(record["host"], record["port"]))
         progress.tick()
 
-    try:
-        with _sigterm_as_interrupt():
-            run_sweep(targets, config, on_record, concurrency=args.concurrency,
-                      processes=args.processes, on_tick=progress.tick, stats=stats)
-    except KeyboardInterrupt:
-        stats.interrupted = True
-    finally:
-        progress.clear()
-        writer.close()
-        if close_stream:
-            stream.close()
-    _summary(err, stats, total, args, credentials_label=str(credentials), found=found,
-             found_count=found_count)
+    write_error: OutputWriteError | None = None
+    with logsetup.before_emit(progress.clear):
+        try:
+            with _sigterm_as_interrupt():
+                run_sweep(targets, config, on_record, concurrency=args.concurrency,
+                          processes=args.processes, on_tick=progress.tick, stats=stats)
+        except KeyboardInterrupt:
+            stats.interrupted = True
+        except OutputWriteError as exc:
+            write_error = exc
+        finally:
+            progress.clear()
+            try:
+                writer.close()
+                if close_stream:
+                    stream.close()
+            except BrokenPipeError:
+                raise
+            except OSError as exc:
+                write_error = write_error or OutputWriteError(exc)
+                with contextlib.suppress(OSError):
+                    stream.close()
+    whole = read_results(args.output, args.format) if args.resume and args.output else None
+    _summary(err, stats, total, args, credentials_label=str(credentials), run=run, whole=whole)
+    if write_error is not None:
+        finished = len(done) + run.written
+        where = args.output or "the output"
+        err.write(f"smbsessions: error: cannot write {where}: {write_error.reason}; {finished} finished "
+                  f"host(s) are in {where}; free space and rerun with --resume\n")
+        return EXIT_ERROR
     if stats.interrupted:
         return EXIT_INTERRUPTED
-    failed = stats.done - stats.answered
+    if stats.logon_stopped:
+        return EXIT_AUTH
+    if whole is not None:
+        counts = whole.counts()
+        failed = sum(n for status, n in counts.items() if status not in ANSWERED)
+    else:
+        failed = stats.done - stats.answered + run.unwritable
     return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _write_record(writer: Any, record: dict[str, Any], run: _Run, err: IO[str], progress: Progress) -> None:
+    """Write one record; a record that cannot be encoded is reported and replaced by a
+    record without its sessions, so one hostile name never stops the sweep."""
+    try:
+        writer.write(record)
+    except BrokenPipeError:
+        raise  # the reader stopped (| head): the command line ends quietly
+    except OSError as exc:
+        raise OutputWriteError(exc) from None
+    except (ValueError, TypeError) as exc:  # UnicodeEncodeError is a ValueError
+        run.unwritable += 1
+        key = printable(record_key(str(record.get("host")), int(record.get("port") or 0)))
+        progress.clear()
+        err.write(f"smbsessions sweep: cannot write the record of {key} ({type(exc).__name__}); "
+                  "writing it without its sessions\n")
+        replacement = dict(record)
+        replacement.update(
+            status="error", sessions=[], users=[], session_count=0, error="RecordNotWritable",
+            code=None, detail=f"the record could not be written ({type(exc).__name__}): "
+            f"was {record.get('status')!s} with {record.get('session_count')} session(s)",
+            note=None,
+        )
+        try:
+            writer.write(replacement)
+        except OSError as second:
+            raise OutputWriteError(second) from None
+        except (ValueError, TypeError):
+            err.write(f"smbsessions sweep: the record of {key} was left out\n")
+            return
+    run.written += 1
 
 
 def _isatty(stream: IO[str]) -> bool:
@@ -323,11 +541,7 @@ def _isatty(stream: IO[str]) -> bool:
 def _open_output(args: argparse.Namespace, out: IO[str]) -> tuple[IO[str], bool]:
     if not args.output:
         return out, False
-    if args.resume:
-        trim_partial_line(args.output)
-        mode = "a"
-    else:
-        mode = "w"
+    mode = "a" if args.resume else "w"
     try:
         return open(args.output, mode, encoding="utf-8", newline="" if args.format == "csv" else None), True
     except OSError as exc:
@@ -335,23 +549,55 @@ def _open_output(args: argparse.Namespace, out: IO[str]) -> tuple[IO[str], bool]
 
 
 def _summary(err: IO[str], stats: SweepStats, total: int, args: argparse.Namespace, *,
-             credentials_label: str, found: list[str], found_count: int) -> None:
+             credentials_label: str, run: _Run, whole: ResultsFile | None) -> None:
     rate = stats.done / stats.elapsed if stats.elapsed > 0 else 0.0
     head = "interrupted after" if stats.interrupted else "swept"
-    err.write(f"{head} {stats.done} of {total} host(s) in {stats.elapsed:.1f} s ({rate:.1f} hosts/s)\n")
+    this_run = "this run: " if whole is not None else ""
+    err.write(f"{this_run}{head} {stats.done} of {total} host(s) in {stats.elapsed:.1f} s "
+              f"({rate:.1f} hosts/s)\n")
     counts = ", ".join(f"{s} {stats.by_status[s]}" for s in STATUSES if stats.by_status.get(s))
     if counts:
         err.write(f"  {counts}\n")
-    err.write(f"{stats.answered} of {stats.done} hosts expose sessions to this account "
-              f"({credentials_label})\n")
-    if args.user:
-        if found_count:
-            more = f" and {found_count - len(found)} more" if found_count > len(found) else ""
-            err.write(f"user {args.user!r} found on {found_count} host(s): {', '.join(found)}{more}\n")
-        else:
-            err.write(f"user {args.user!r} found on no host\n")
+    if run.unwritable:
+        err.write(f"  {run.unwritable} record(s) could not be written as they were (see above)\n")
+    if whole is not None:
+        by_status = whole.counts()
+        hosts = len(whole.statuses)
+        answered = sum(by_status.get(s, 0) for s in ANSWERED)
+        err.write(f"in total ({args.output}): {hosts} host(s)\n")
+        listed = ", ".join(f"{s} {by_status[s]}" for s in STATUSES if by_status.get(s))
+        if listed:
+            err.write(f"  {listed}\n")
+        err.write(f"{answered} of {hosts} hosts expose sessions to this account ({credentials_label})\n")
+        if args.user:
+            _found(err, args.user, whole.hosts_with_user(args.user))
+    else:
+        err.write(f"{stats.answered} of {stats.done} hosts expose sessions to this account "
+                  f"({credentials_label})\n")
+        if args.user:
+            more = run.found_count - len(run.found)
+            _found(err, args.user, run.found, more)
+    guard = stats.logon_guard
+    if guard is not None and guard.stopped:
+        err.write(
+            f"every host refused the logon: check the password ({guard.refusals} in a row, "
+            f"last {guard.last_refusal}); the sweep stopped logging on to spare the account a lockout, "
+            f"{stats.by_status.get('not-attempted', 0)} host(s) not attempted "
+            "(rerun with --resume once fixed; --continue-on-auth-failure if accounts differ per host)\n"
+        )
     if stats.interrupted and args.output:
         err.write(f"finished hosts are in {args.output}; continue with the same command and --resume\n")
+
+
+def _found(err: IO[str], user: str, hosts: list[str], more: int = 0) -> None:
+    shown = hosts[:MAX_LISTED_HOSTS]
+    more += len(hosts) - len(shown)
+    name = printable(user)
+    if shown:
+        tail = f" and {more} more" if more else ""
+        err.write(f"user {name!r} found on {len(shown) + more} host(s): {', '.join(shown)}{tail}\n")
+    else:
+        err.write(f"user {name!r} found on no host\n")
 
 
 if __name__ == "__main__":  # pragma: no cover

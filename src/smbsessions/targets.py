@@ -12,14 +12,17 @@ import bisect
 import ipaddress
 import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import IO, NamedTuple
 
 from .auth import SMB_PORT, format_host_port, parse_host_port
 
 DEFAULT_PORT = SMB_PORT
+STDIN = "-"
+"""The targets-file name that means standard input."""
 DEFAULT_MAX_RANGE = 65536
 """Largest CIDR range (in addresses) accepted without raising ``max_range``: a /16."""
 
@@ -164,11 +167,22 @@ class TargetSource:
         *,
         default_port: int = DEFAULT_PORT,
         max_range: int = DEFAULT_MAX_RANGE,
+        stdin: IO[str] | None = None,
     ) -> None:
+        """A file named ``-`` is ``stdin`` (read once, kept for the second pass)."""
         self.entries = list(entries)
-        self.files = [Path(f) for f in files]
+        self.files = [Path(f) for f in files if str(f) != STDIN]
+        self.reads_stdin = any(str(f) == STDIN for f in files)
         self.default_port = default_port
         self.max_range = max_range
+        self._stdin = stdin
+        self._stdin_lines: list[str] | None = None
+
+    def _stdin_text(self) -> list[str]:
+        if self._stdin_lines is None:
+            stream = self._stdin if self._stdin is not None else sys.stdin
+            self._stdin_lines = stream.readlines() if self.reads_stdin else []
+        return self._stdin_lines
 
     def check_entries(self) -> list[BadEntry]:
         """The command-line entries that cannot be parsed (callers treat these as usage errors)."""
@@ -189,15 +203,65 @@ class TargetSource:
                     on_bad(BadEntry("command line", None, text, str(exc)))
         for path in self.files:
             with open(path, encoding="utf-8", errors="replace") as stream:
-                for number, raw in enumerate(stream, 1):
-                    text = raw.split("#", 1)[0].strip()
-                    if not text:
-                        continue
-                    try:
-                        yield parse_spec(text, self.default_port, self.max_range)
-                    except ValueError as exc:
-                        if on_bad is not None:
-                            on_bad(BadEntry(str(path), number, text, str(exc)))
+                yield from self._lines(str(path), stream, on_bad)
+        if self.reads_stdin:
+            yield from self._lines("<stdin>", self._stdin_text(), on_bad)
+
+    def _lines(
+        self, source: str, lines: Iterable[str], on_bad: Callable[[BadEntry], None] | None
+    ) -> Iterator[Spec]:
+        for number, raw in enumerate(lines, 1):
+            text = raw.split("#", 1)[0].strip()
+            if not text:
+                continue
+            try:
+                yield parse_spec(text, self.default_port, self.max_range)
+            except ValueError as exc:
+                if on_bad is not None:
+                    on_bad(BadEntry(source, number, text, str(exc)))
+
+
+class Exclusions:
+    """Hosts never to contact (``--exclude``): names, addresses and CIDR ranges, any port.
+
+    ``entries`` are comma-separated lists or ``@FILE`` (one entry per line, ``#``
+    comments). A range has no size limit here: excluding a /8 costs one interval.
+    """
+
+    def __init__(self, entries: Iterable[str] = ()) -> None:
+        self.names: set[str] = set()
+        self._ranges: dict[int, _Intervals] = {4: _Intervals(), 6: _Intervals()}
+        for entry in entries:
+            for text in self._expand(entry):
+                self._add(text)
+
+    @staticmethod
+    def _expand(entry: str) -> list[str]:
+        if entry.startswith("@"):
+            with open(entry[1:], encoding="utf-8", errors="replace") as stream:
+                return [line.split("#", 1)[0].strip() for line in stream]
+        return [part.strip() for part in entry.split(",")]
+
+    def _add(self, text: str) -> None:
+        if not text:
+            return
+        spec = parse_spec(text, max_range=1 << 128)
+        if isinstance(spec, NameSpec):
+            self.names.add(spec.name)
+        else:
+            self._ranges[spec.version].add_new(spec.first, spec.last)
+
+    def __contains__(self, target: Target) -> bool:
+        if target.host.lower() in self.names:
+            return True
+        try:
+            address = ipaddress.ip_address(target.host)
+        except ValueError:
+            return False
+        return self._ranges[address.version].contains(int(address))
+
+    def __bool__(self) -> bool:
+        return bool(self.names) or any(len(r) for r in self._ranges.values())
 
 
 class _Intervals:
@@ -234,6 +298,10 @@ class _Intervals:
 
     def __len__(self) -> int:
         return len(self._starts)
+
+    def contains(self, value: int) -> bool:
+        i = bisect.bisect_right(self._starts, value) - 1
+        return i >= 0 and self._ends[i] >= value
 
 
 class _Dedup:

@@ -26,7 +26,6 @@ connection the pipe is closed; an NTSTATUS error on an operation leaves it open.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import socket
 import struct
@@ -63,18 +62,24 @@ from smbprotocol.session import (
     SMB2SessionSetupRequest,
     SMB2SessionSetupResponse,
 )
+from smbprotocol.transport import Tcp
 from smbprotocol.tree import TreeConnect
 from spnego import NTLMHash
 
 from smbsessions.auth import Credentials, format_host_port, nt_hash_of
+from smbsessions.logon_guard import LogonGuard
 from smbsessions.status import (
     AuthenticationError,
     HostTimeoutError,
     HostUnreachableError,
+    ProtocolError,
     SmbSessionsError,
     TransportError,
     UnsupportedDialectError,
+    ntstatus_name,
 )
+
+__all__ = ["MAX_MESSAGE_BYTES", "MAX_TRANSCEIVE_OUTPUT", "SmbPipe", "dialect_name", "ntstatus_name"]
 
 PIPE_DESIRED_ACCESS = 0x0012019F
 """FILE_READ_DATA|WRITE_DATA|APPEND_DATA|READ_EA|WRITE_EA|READ_ATTRIBUTES|
@@ -89,33 +94,31 @@ MAX_TRANSCEIVE_OUTPUT = 65536
 # resort. A NullHandler keeps it quiet unless the application configures logging.
 logging.getLogger("smbprotocol").addHandler(logging.NullHandler())
 
+MAX_MESSAGE_BYTES = MAX_TRANSCEIVE_OUTPUT + 8192
+"""Largest SMB message accepted from a server. No request of ours asks for more than
+``MAX_TRANSCEIVE_OUTPUT`` bytes of output, so a reply is at most that plus its headers
+(SMB2 header, command structure, transform header when encrypted). A longer claimed
+length is refused before anything is allocated for it."""
+
+_SMB_MAGICS = (b"\xfeSMB", b"\xfdSMB")  # a plain SMB2 message, an SMB3 transform (encrypted)
+_SMB1_MAGIC = b"\xffSMB"
+_SMB2_HEADER_SIZE = 64  # MS-SMB2 2.2.1
+_TRANSFORM_HEADER_SIZE = 52  # MS-SMB2 2.2.41
+# What smbprotocol raises while parsing a reply it cannot make sense of.
+_MALFORMED = (struct.error, KeyError, IndexError, TypeError, ValueError, UnicodeDecodeError)
+
 _MAX_MESSAGE_READS = 1024  # bounds the reads that finish one overflowing pipe message
 _TEARDOWN_JOIN_SECONDS = 2.0
 
-_NTSTATUS_NAMES: dict[int, str] = {
-    value: name
-    for name, value in vars(NtStatus).items()
-    if name.startswith("STATUS_") and isinstance(value, int)
-}
-_NTSTATUS_NAMES.update(
-    {
-        0xC0000064: "STATUS_NO_SUCH_USER",
-        0xC000006E: "STATUS_ACCOUNT_RESTRICTION",
-        0xC000006F: "STATUS_INVALID_LOGON_HOURS",
-        0xC0000070: "STATUS_INVALID_WORKSTATION",
-        0xC0000072: "STATUS_ACCOUNT_DISABLED",
-        0xC000005E: "STATUS_NO_LOGON_SERVERS",
-        0xC000015B: "STATUS_LOGON_TYPE_NOT_GRANTED",
-        0xC000018D: "STATUS_TRUSTED_RELATIONSHIP_FAILURE",
-        0xC0000193: "STATUS_ACCOUNT_EXPIRED",
-        0xC0000224: "STATUS_PASSWORD_MUST_CHANGE",
-        0xC0000234: "STATUS_ACCOUNT_LOCKED_OUT",
-        0xC0000413: "STATUS_AUTHENTICATION_FIREWALL_FAILED",
-        0xC00000CA: "STATUS_NETWORK_ACCESS_DENIED",
-        0xC0000034: "STATUS_OBJECT_NAME_NOT_FOUND",
-        0xC0000022: "STATUS_ACCESS_DENIED",
-    }
+SMBPROTOCOL_PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
+    ("smbprotocol.transport.Tcp", "_recv"),  # _BoundedTcp.recv reads through it
+    ("smbprotocol.transport.Tcp", "_sock"),  # the socket: peer and local addresses
+    ("smbprotocol.connection.Connection", "_t_worker"),  # the receive thread, joined on teardown
+    ("smbprotocol.connection.Connection", "_t_exc"),  # its exception, checked before waiting
+    ("smbprotocol.connection.Connection", "_send_smb2_negotiate"),
 )
+"""Every private smbprotocol name this module relies on (class, attribute); a unit test
+checks they still exist, so an smbprotocol upgrade that renames one fails loudly."""
 
 _DIALECT_NAMES: dict[int, str] = {
     Dialects.SMB_2_0_2: "SMB 2.0.2",
@@ -126,11 +129,6 @@ _DIALECT_NAMES: dict[int, str] = {
 }
 
 
-def ntstatus_name(code: int) -> str:
-    """Symbolic NTSTATUS name (``STATUS_LOGON_FAILURE``), or ``NTSTATUS_0x...``."""
-    return _NTSTATUS_NAMES.get(code, f"NTSTATUS_0x{code:08X}")
-
-
 def dialect_name(dialect: int) -> str:
     """``SMB 3.1.1`` for 0x0311, and so on."""
     return _DIALECT_NAMES.get(dialect, f"SMB dialect 0x{dialect:04X}")
@@ -138,6 +136,63 @@ def dialect_name(dialect: int) -> str:
 
 class _DeadlineExpired(Exception):
     """Internal: a reply did not come before the connection's deadline."""
+
+
+class _BoundedTcp(Tcp):  # type: ignore[misc]  # smbprotocol is untyped
+    """smbprotocol's Direct TCP transport, checking what the peer claims before believing it.
+
+    smbprotocol allocates a buffer of whatever length the 4-byte header claims (an
+    HTTP server's ``HTTP`` is 1.2 GB, ``FF FF FF FF`` 4 GB). Here the header is
+    checked first: MS-SMB2 2.1 makes its first byte zero, and no reply of ours can
+    exceed ``MAX_MESSAGE_BYTES``; the message must then start with an SMB2 (or SMB3
+    transform) protocol id. Anything else ends the connection quietly (EOF for
+    smbprotocol's receive thread, so it logs no traceback); ``violation`` says why
+    and ``smb1_answer`` records an SMB1 reply to our SMB2 NEGOTIATE.
+    """
+
+    violation: str | None = None
+    smb1_answer: bool = False
+
+    def recv(self, timeout: float) -> bytes:
+        head, timeout = self._recv(4, timeout)
+        if not head:
+            return b""
+        length = int.from_bytes(head, "big")
+        if head[0] != 0:
+            return self._refuse(f"not an SMB server (it sent {_preview(head)})")
+        if length > MAX_MESSAGE_BYTES:
+            return self._refuse(
+                f"not an SMB server (it announced a {length:,}-byte message; "
+                f"no reply may exceed {MAX_MESSAGE_BYTES:,} bytes)"
+            )
+        if length < 4:
+            return self._refuse(f"not an SMB server (it sent a {length}-byte message)")
+        body, _ = self._recv(length, timeout)
+        if not body:
+            return b""
+        magic = bytes(body[:4])
+        if magic == _SMB1_MAGIC:
+            self.smb1_answer = True
+            return self._refuse("the server answered in SMB1")
+        if magic not in _SMB_MAGICS:
+            return self._refuse(f"not an SMB server (it sent {_preview(body)})")
+        smallest = _SMB2_HEADER_SIZE if magic == _SMB_MAGICS[0] else _TRANSFORM_HEADER_SIZE
+        if length < smallest:
+            return self._refuse(f"a malformed SMB reply ({length} bytes, shorter than its header)")
+        return cast(bytes, body)
+
+    def _refuse(self, reason: str) -> bytes:
+        if self.violation is None:
+            self.violation = reason
+        self.close()
+        return b""
+
+
+def _preview(data: bytes) -> str:
+    """The first bytes a peer sent, quoted safely for a message."""
+    text = bytes(data[:24]).decode("latin-1")
+    shown = "".join(c if " " <= c <= "~" else f"\\x{ord(c):02x}" for c in text)
+    return f"'{shown}'" + ("..." if len(data) > 24 else "")
 
 
 class _DeadlineConnection(Connection):  # type: ignore[misc]  # smbprotocol is untyped
@@ -151,6 +206,41 @@ class _DeadlineConnection(Connection):  # type: ignore[misc]  # smbprotocol is u
     """
 
     deadline: float | None = None
+    _bounded_transport: _BoundedTcp | None = None
+    kerberos_logon = False
+    server_time: Any = None
+    """The server's clock from its NEGOTIATE reply (kerberos.py tells clock skew by it)."""
+
+    def _send_smb2_negotiate(self, *args: Any, **kwargs: Any) -> Any:
+        response = super()._send_smb2_negotiate(*args, **kwargs)
+        try:
+            self.server_time = response["system_time"].get_value()
+        except Exception:  # a reply without the field: no skew diagnosis, nothing else
+            self.server_time = None
+        return response
+
+    # smbprotocol's connect() builds its own Tcp; every transport it assigns is made a
+    # _BoundedTcp (same object, checked recv) before the receive thread starts.
+    @property
+    def transport(self) -> Any:
+        return self._bounded_transport
+
+    @transport.setter
+    def transport(self, value: Any) -> None:
+        if value is not None and type(value) is Tcp:
+            value.__class__ = _BoundedTcp
+        self._bounded_transport = value
+
+    @property
+    def violation(self) -> str | None:
+        """Why the peer's bytes were refused (not SMB, oversized), or None."""
+        transport = self._bounded_transport
+        return None if transport is None else transport.violation
+
+    @property
+    def smb1_answer(self) -> bool:
+        transport = self._bounded_transport
+        return bool(transport is not None and transport.smb1_answer)
 
     def receive(
         self,
@@ -389,8 +479,14 @@ class SmbPipe:
         timeout: float = 10.0,
         pipe: str = "srvsvc",
         require_encryption: bool = False,
+        deadline: float | None = None,
+        logon_guard: LogonGuard | None = None,
     ) -> SmbPipe:
         """Connect, log on, tree connect IPC$ and open ``pipe``, all within ``timeout`` s.
+
+        ``deadline`` (``time.monotonic()``) ends it earlier if it comes first; messages
+        still name ``timeout``. ``logon_guard`` (a sweep's lockout protection) wraps
+        the session setup.
 
         ``pipe`` is the pipe name (``srvsvc``; a ``\\PIPE\\`` prefix is accepted).
         ``credentials`` must not need a password any more (see
@@ -410,14 +506,17 @@ class SmbPipe:
             )
         if credentials.anonymous and require_encryption:
             raise AuthenticationError("an anonymous session cannot be encrypted (no session key)")
-        if credentials.kerberos and importlib.util.find_spec("gssapi") is None:
-            raise AuthenticationError(
-                "Kerberos needs the 'gssapi' Python package (pip install 'pyspnego[kerberos]') "
-                "and a ticket cache (KRB5CCNAME or the default cache)"
-            )
+        if credentials.kerberos:
+            # Kerberos plumbing (kerberos.py): one TGT per process, the SPN's host name
+            # checked before any connection is made; raises typed KerberosErrors.
+            from smbsessions import kerberos
+
+            credentials = kerberos.prepare(credentials)
+            kerberos.spn_host(credentials, host)
         pipe_name = _bare_pipe_name(pipe)
         where = f"{format_host_port(host, port)}"
-        deadline = time.monotonic() + timeout
+        own_deadline = time.monotonic() + timeout
+        deadline = own_deadline if deadline is None else min(deadline, own_deadline)
         connection = _DeadlineConnection(uuid.uuid4(), host, port, require_signing=not credentials.anonymous)
         connection.deadline = deadline
         phase = "connect"
@@ -431,7 +530,11 @@ class SmbPipe:
                 raise
             phase = "session setup"
             session = _make_session(connection, credentials, host, require_encryption)
-            session.connect()
+            if logon_guard is None or credentials.anonymous:
+                session.connect()
+            else:
+                with logon_guard.logon(where, deadline):
+                    _logon(session, where)
             phase = "tree connect"
             tree = TreeConnect(session, rf"\\{host}\IPC$")
             # Secure negotiate needs a signing key, which a null session lacks; it is
@@ -464,7 +567,7 @@ class SmbPipe:
                 raise
             if phase == "connect" and connection.dialect is None and _worker_started(connection):
                 phase = "negotiate"
-            raise _translate(exc, phase, where, timeout, host, port, deadline) from None
+            raise _translate(exc, phase, where, timeout, host, port, deadline, connection) from None
         connection.deadline = None
         return pipe_obj
 
@@ -503,7 +606,12 @@ class SmbPipe:
     # -- pipe I/O -------------------------------------------------------------------
 
     def transceive(
-        self, data: bytes, max_output: int = MAX_TRANSCEIVE_OUTPUT, *, timeout: float | None = None
+        self,
+        data: bytes,
+        max_output: int = MAX_TRANSCEIVE_OUTPUT,
+        *,
+        timeout: float | None = None,
+        deadline: float | None = None,
     ) -> bytes:
         """Write ``data`` as one pipe message and return the reply message: one round trip.
 
@@ -512,6 +620,10 @@ class SmbPipe:
         message is then fetched with reads (each also STATUS_BUFFER_OVERFLOW until the
         last), so the whole message is returned either way. ``max_output`` is capped
         at the server's max transact size.
+
+        Each operation waits up to ``timeout`` (default: the pipe's), or until
+        ``deadline`` (``time.monotonic()``) if that comes first; a timeout message
+        names the timeout, never the leftover of a deadline.
         """
         self._check_open()
         request = SMB2IOCTLRequest()
@@ -520,7 +632,7 @@ class SmbPipe:
         request["max_output_response"] = max(1, min(max_output, self.max_transact_size))
         request["flags"] = IOCTLFlags.SMB2_0_IOCTL_IS_FSCTL
         request["buffer"] = bytes(data)
-        with self._operation("transceive", timeout):
+        with self._operation("transceive", timeout, deadline):
             header, overflow = self._exchange(request)
             reply = SMB2IOCTLResponse()
             reply.unpack(header["data"].get_value())
@@ -529,13 +641,13 @@ class SmbPipe:
                 output += self._read_rest_of_message()
         return output
 
-    def write(self, data: bytes, *, timeout: float | None = None) -> int:
+    def write(self, data: bytes, *, timeout: float | None = None, deadline: float | None = None) -> int:
         """Write ``data`` to the pipe (split at the server's max write size)."""
         self._check_open()
         view = memoryview(bytes(data))
         chunk = int(self._connection.max_write_size)
         written = 0
-        with self._operation("write", timeout):
+        with self._operation("write", timeout, deadline):
             while written < len(view) or not view:
                 count = int(self._handle.write(bytes(view[written : written + chunk]), 0))
                 if not view:
@@ -545,14 +657,20 @@ class SmbPipe:
                 written += count
         return written
 
-    def read(self, max_len: int = MAX_TRANSCEIVE_OUTPUT, *, timeout: float | None = None) -> bytes:
+    def read(
+        self,
+        max_len: int = MAX_TRANSCEIVE_OUTPUT,
+        *,
+        timeout: float | None = None,
+        deadline: float | None = None,
+    ) -> bytes:
         """Read up to ``max_len`` bytes from the pipe; waits for data (up to the timeout).
 
         A shorter result than the pending message (STATUS_BUFFER_OVERFLOW) is not an
         error: read again for the rest.
         """
         self._check_open()
-        with self._operation("read", timeout):
+        with self._operation("read", timeout, deadline):
             data, _more = self._read_chunk(max(1, min(max_len, int(self._connection.max_read_size))))
         return data
 
@@ -587,9 +705,10 @@ class SmbPipe:
             raise TransportError(f"{self._where()}: the pipe is closed")
 
     @contextmanager
-    def _operation(self, what: str, timeout: float | None) -> Iterator[None]:
+    def _operation(self, what: str, timeout: float | None, deadline: float | None = None) -> Iterator[None]:
         budget = self.timeout if timeout is None else timeout
-        self._connection.deadline = time.monotonic() + budget
+        end = time.monotonic() + budget
+        self._connection.deadline = end if deadline is None else min(end, deadline)
         try:
             yield
         except SmbSessionsError:
@@ -601,9 +720,14 @@ class SmbPipe:
                 f"{self._where()}: {what} failed: {name} (0x{status:08X})", ntstatus=status
             ) from None
         except Exception as exc:
+            refused = _refused(self._connection, self._where(), what)
             self.close()
+            if refused is not None:
+                raise refused from None
             if _is_timeout(exc):
                 raise HostTimeoutError(f"{self._where()}: no reply to {what} within {budget:g} s") from None
+            if isinstance(exc, _MALFORMED):
+                raise _malformed(self._where(), what, exc) from None
             raise TransportError(
                 f"{self._where()}: {what} failed, connection lost ({_describe(exc)})"
             ) from None
@@ -645,6 +769,29 @@ class SmbPipe:
         raise TransportError(f"{self._where()}: the reply message did not end")
 
 
+def _logon(session: Session, where: str) -> None:
+    """``session.connect()``, with a refusal already an ``AuthenticationError`` (the guard counts it)."""
+    try:
+        session.connect()
+    except SMBResponseException as exc:
+        status = int(exc.status)
+        skewed = _kerberos_skew(session.connection, where, status)
+        if skewed is not None:
+            raise skewed from None
+        raise AuthenticationError(
+            f"{where}: session setup failed: {ntstatus_name(status)} (0x{status:08X})", ntstatus=status
+        ) from None
+
+
+def _kerberos_skew(connection: _DeadlineConnection, where: str, status: int) -> AuthenticationError | None:
+    """A skewed Kerberos AP-REQ gets a plain STATUS_LOGON_FAILURE: compare the clocks."""
+    if not connection.kerberos_logon:
+        return None
+    from smbsessions.kerberos import server_clock_skew
+
+    return server_clock_skew(connection.server_time, where, status)
+
+
 def _make_session(
     connection: _DeadlineConnection,
     credentials: Credentials,
@@ -655,12 +802,19 @@ def _make_session(
         return _NullSession(connection, None, None, require_encryption=require_encryption)
     principal = credentials.principal
     if credentials.kerberos:
+        from spnego import KerberosCCache
+
+        from smbsessions import kerberos
+
+        # ``credentials`` went through kerberos.prepare: a ticket cache, no secret.
+        connection.kerberos_logon = True
         return Session(
             connection,
-            principal or None,
-            credentials.password,
+            KerberosCCache(ccache=credentials.ccache or ""),
+            None,
             require_encryption=require_encryption,
             auth_protocol="kerberos",
+            hostname_override=kerberos.spn_host(credentials, host),
         )
     # Always an NTLMHash: given a password, pyspnego would also derive the LM hash
     # (pure-Python DES, ~1.2 ms) that NTLMv2 never uses. A credential object also
@@ -685,7 +839,11 @@ def _translate(
     host: str,
     port: int,
     deadline: float,
+    connection: _DeadlineConnection,
 ) -> SmbSessionsError:
+    refused = _refused(connection, where, phase)
+    if refused is not None:
+        return refused
     if _is_timeout(exc):
         return HostTimeoutError(f"{where}: no reply within {timeout:g} s, during {phase}")
     if isinstance(exc, SMBResponseException):
@@ -693,18 +851,27 @@ def _translate(
         name = ntstatus_name(status)
         text = f"{where}: {phase} failed: {name} (0x{status:08X})"
         if phase == "session setup":
-            return AuthenticationError(text, ntstatus=status)
+            return _kerberos_skew(connection, where, status) or AuthenticationError(text, ntstatus=status)
         if phase == "negotiate":
             return UnsupportedDialectError(text, ntstatus=status)
         return TransportError(text, ntstatus=status)
     if phase == "negotiate":
-        if _speaks_only_smb1(host, port, deadline):
-            return UnsupportedDialectError(
-                f"{where}: the server speaks only SMB1; SMB1 is not supported (SMB 2/3 only)"
-            )
-        return TransportError(
-            f"{where}: the SMB2 NEGOTIATE failed ({_describe(exc)}); the server may not speak SMB 2/3"
-        )
+        closed = isinstance(exc, SMBConnectionClosed | OSError)
+        # Only an SMB1 answer makes a server "SMB1-only": to our SMB2 NEGOTIATE, or,
+        # when that connection was just closed, to an SMB1 NEGOTIATE on a new one.
+        if closed and _speaks_only_smb1(host, port, deadline):
+            return _smb1_only(where)
+        if closed:
+            return HostUnreachableError(f"{where}: the server closed the connection during negotiate")
+        if isinstance(exc, _MALFORMED):
+            return _malformed(where, phase, exc)
+        return TransportError(f"{where}: the SMB2 NEGOTIATE failed ({_describe(exc)})")
+    if phase == "session setup":
+        from smbsessions.kerberos import translate as kerberos_error
+
+        typed = kerberos_error(exc, where=where)  # a GSSAPI/krb5 failure, typed
+        if typed is not None:
+            return typed
     if phase == "session setup" and isinstance(exc, SMBAuthenticationError):
         return AuthenticationError(f"{where}: logon failed: {exc}")
     if phase == "session setup" and type(exc) is SMBException:
@@ -713,7 +880,29 @@ def _translate(
         return AuthenticationError(f"{where}: logon not accepted: {exc}")
     if isinstance(exc, SMBConnectionClosed | OSError):
         return TransportError(f"{where}: the server closed the connection during {phase}")
+    if isinstance(exc, _MALFORMED):
+        return _malformed(where, phase, exc)
     return TransportError(f"{where}: {phase} failed ({_describe(exc)})")
+
+
+def _malformed(where: str, phase: str, exc: BaseException) -> ProtocolError:
+    return ProtocolError(f"{where}: a malformed SMB reply during {phase} ({type(exc).__name__}: {exc})")
+
+
+def _smb1_only(where: str) -> UnsupportedDialectError:
+    return UnsupportedDialectError(
+        f"{where}: the server speaks only SMB1; SMB1 is not supported (SMB 2/3 only)"
+    )
+
+
+def _refused(connection: _DeadlineConnection, where: str, phase: str) -> SmbSessionsError | None:
+    """The error for a peer whose bytes the transport refused (see ``_BoundedTcp``), if any."""
+    if connection.smb1_answer:
+        return _smb1_only(where)
+    violation = connection.violation
+    if violation is None:
+        return None
+    return ProtocolError(f"{where}: {violation}, during {phase}")
 
 
 def _describe(exc: BaseException) -> str:

@@ -7,6 +7,11 @@ results are lists of dicts with pywin32's ``win32net`` keys (``client_name``,
 ``client_type``, ``transport``). Failures raise ``NetApiError`` (with
 ``.status``), never a bare number. Credentials are keyword-only: Windows
 takes them from the logon session, we cannot.
+
+pywin32's ``win32net`` puts the level first (``NetSessionEnum(level, server,
+client, username)``); that order is in ``smbsessions.win32net``. Called here
+pywin32-style (a level where the server name belongs), these functions raise
+``TypeError`` naming the Win32 order instead of guessing.
 """
 
 from __future__ import annotations
@@ -17,11 +22,29 @@ from .auth import SMB_PORT, Credentials, parse_host_port
 from .client import SessionClient
 from .levels import MAX_PREFERRED_LENGTH
 
+_ORDER = {
+    "NetSessionEnum": "NetSessionEnum(servername, UncClientName, username, level, prefmaxlen)",
+    "NetSessionGetInfo": "NetSessionGetInfo(servername, UncClientName, username, level)",
+    "NetSessionDel": "NetSessionDel(servername, UncClientName, username)",
+}
+
+
+def check_win32_order(function: str, servername: object, names: tuple[object, ...], level: object) -> None:
+    """Raise ``TypeError`` naming the Win32 C order when the arguments do not fit it."""
+    misplaced = (servername is not None and not isinstance(servername, str)) or any(
+        name is not None and not isinstance(name, str) for name in names
+    ) or (level is not None and (isinstance(level, bool) or not isinstance(level, int)))
+    if misplaced:
+        raise TypeError(
+            f"smbsessions.win32.{function} keeps the Win32 C argument order, {_ORDER[function]}; "
+            f"for pywin32's order (level first) use smbsessions.win32net.{function}"
+        )
+
 
 def _client(
     servername: str | None, credentials: Credentials, port: int | None, timeout: float
 ) -> SessionClient:
-    host, parsed_port = parse_host_port((servername or "localhost").lstrip("\\"))
+    host, parsed_port = parse_host_port((servername or "localhost").lstrip("\\/"))
     return SessionClient(host, port or parsed_port or SMB_PORT, credentials=credentials, timeout=timeout)
 
 
@@ -41,6 +64,7 @@ def NetSessionEnum(
     ``level=None`` takes the richest level the server allows (502, 10, 2, 1, 0):
     Samba, for one, answers only levels 0 and 1.
     """
+    check_win32_order("NetSessionEnum", servername, (UncClientName, username), level)
     with _client(servername, credentials, port, timeout) as client:
         return [s.info.to_win32(s.level) for s in client.enum(level, UncClientName, username, prefmaxlen)]
 
@@ -56,6 +80,7 @@ def NetSessionGetInfo(
     timeout: float = 10.0,
 ) -> dict[str, Any]:
     """The session of ``username`` from ``UncClientName`` (both required), as a pywin32 dict."""
+    check_win32_order("NetSessionGetInfo", servername, (UncClientName, username), level)
     with _client(servername, credentials, port, timeout) as client:
         session = client.get_info(UncClientName, username, level)
         return session.info.to_win32(session.level)
@@ -75,5 +100,6 @@ def NetSessionDel(
     Both None is refused (it would disconnect everyone, the caller included);
     use ``SessionClient.delete(force_all=True)`` if that is really meant.
     """
+    check_win32_order("NetSessionDel", servername, (UncClientName, username), None)
     with _client(servername, credentials, port, timeout) as client:
         client.delete(UncClientName, username)

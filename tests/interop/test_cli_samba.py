@@ -111,19 +111,24 @@ def test_enum_in_every_format(samba: SambaServer, bob_sessions: SessionHolder, f
     records = parse(fmt, result.out)
     found = {client_user(fmt, r) for r in records}
     assert {(unc(a), "bob") for a in addresses(60, 3)} <= found
-    assert ("\\\\127.0.0.1", "alice") in found  # the CLI's own session
+    own_client = "\\\\127.0.0.1" + (" *" if fmt == "table" else "")  # the CLI's own session, marked
+    assert (own_client, "alice") in found
     mine = next(r for r in records if client_user(fmt, r) == (unc(addresses(60, 3)[0]), "bob"))
     if fmt == "table":
         assert list(mine) == LEVEL_1_HEADERS
         assert (mine["Opens"], mine["Flags"]) == ("2", "-")
         return
     if fmt == "csv":
-        assert list(mine) == ["client_name", "user_name", "num_opens", "active_time", "idle_time",
-                              "user_flags", "client_name_raw", "level"]
+        assert list(mine) == ["host", "port", "client_name", "user_name", "num_opens", "active_time",
+                              "idle_time", "user_flags", "client_name_raw", "level", "own_session"]
         assert (mine["num_opens"], mine["level"], mine["client_name_raw"]) == ("2", "1", "127.0.60.2")
+        assert (mine["host"], mine["port"], mine["own_session"]) == (samba.host, str(samba.port), "False")
         return
     assert mine["num_opens"] == 2 and mine["level"] == 1 and mine["user_flags"] == 0
     assert mine["client_name_raw"] == "127.0.60.2"
+    assert (mine["host"], mine["port"], mine["own_session"]) == (samba.host, samba.port, False)
+    assert all(0 <= r["active_time"] < 0xFFFFFFFF for r in records)  # Samba's "just now" as 0
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", mine["timestamp"])
 
 
 def test_enum_normalises_v6_and_netbios_names(samba: SambaServer, hold_sessions: HoldSessions) -> None:
@@ -149,7 +154,7 @@ def test_enum_level_0_shows_only_client_names(samba: SambaServer, bob_sessions: 
     rows = parse("table", table.out)
     assert all(list(row) == ["Client"] for row in rows)
     assert {unc(a) for a in addresses(60, 3)} <= {row["Client"] for row in rows}
-    assert csv_out.out.splitlines()[0] == "client_name,client_name_raw,level"
+    assert csv_out.out.splitlines()[0] == "host,port,client_name,client_name_raw,level,own_session"
 
 
 def test_enum_level_0_with_user_qualifier(samba: SambaServer, hold_sessions: HoldSessions) -> None:
@@ -163,7 +168,7 @@ def test_enum_level_0_with_user_qualifier(samba: SambaServer, hold_sessions: Hol
     assert bobs.code == 0, bobs.err
     names = {r["client_name"] for r in parse("jsonl", bobs.out)}
     assert unc(sources[0]) in names and unc(sources[1]) not in names
-    assert nobody.code == 4 and "NERR_UserNotFound" in nobody.err
+    assert nobody.code == 0 and nobody.out == "" and "NERR_UserNotFound" in nobody.err
 
 
 @pytest.mark.parametrize("level", ["2", "10", "502"])
@@ -196,14 +201,19 @@ def test_enum_qualifiers_are_applied_locally(samba: SambaServer, bob_sessions: S
         (["--client", "127.0.60.2", "--user", "alice"], "NERR_UserNotFound (2221)"),
     ],
 )
-def test_enum_qualifiers_matching_nothing_exit_4(
+def test_enum_qualifiers_matching_nothing_are_an_empty_list(
     samba: SambaServer, bob_sessions: SessionHolder, qualifiers: list[str], name: str
 ) -> None:
-    result = run_cli("enum", *as_alice(samba), *qualifiers, "--format", "jsonl")
+    as_json = run_cli("enum", *as_alice(samba), *qualifiers, "--format", "json")
+    as_csv = run_cli("enum", *as_alice(samba), *qualifiers, "--format", "csv")
+    strict = run_cli("enum", *as_alice(samba), *qualifiers, "--format", "jsonl", "--fail-if-empty")
 
-    assert result.code == cli.EXIT_NOT_FOUND == 4
-    assert result.out == ""
-    assert name in result.err
+    assert (as_json.code, as_json.out) == (0, "[]\n")
+    assert as_csv.code == 0 and as_csv.out.splitlines()[0].startswith("host,port,client_name")
+    assert len(as_csv.out.splitlines()) == 1
+    assert strict.code == cli.EXIT_NOT_FOUND == 4
+    assert strict.out == ""
+    assert name.split(" ")[0] in strict.err
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -240,8 +250,8 @@ def test_plain_user_is_denied_at_every_level(samba: SambaServer, level: str | No
 
     assert result.code == cli.EXIT_DENIED == 3
     assert result.out == ""
-    assert "ERROR_ACCESS_DENIED (5)" in result.err
-    assert cli.HARDENING_HINT in result.err
+    hint = cli.HARDENING_HINT if level is None else cli.level_denied_hint(int(level))
+    assert result.err.index("ERROR_ACCESS_DENIED (5)") < result.err.index(hint)
 
 
 def test_anonymous_is_denied(samba: SambaServer) -> None:
@@ -279,13 +289,13 @@ def test_outcomes_are_distinguishable(samba: SambaServer, bob_sessions: SessionH
         "unreachable": unreachable.code, "authentication": bad_password.code,
         "protocol": protocol.code,
     }
-    assert codes == {"ok": 0, "denied": 3, "not found": 4, "unreachable": 7, "authentication": 6,
+    assert codes == {"ok": 0, "denied": 3, "not found": 0, "unreachable": 7, "authentication": 6,
                      "protocol": 8}
     assert json.loads(ok.out)  # Samba always lists at least the caller's own session
     assert "connection refused" in unreachable.err
     assert "STATUS_LOGON_FAILURE" in bad_password.err
     assert "SMB1" in protocol.err
-    assert no_password.code == 6 and PASSWORD_ENV in no_password.err
+    assert no_password.code == 2 and PASSWORD_ENV in no_password.err
 
 
 def test_nt_hash_logon(samba: SambaServer, bob_sessions: SessionHolder) -> None:
@@ -306,7 +316,7 @@ def test_delete_disconnects_the_named_client(samba: SambaServer, hold_sessions: 
     result = run_cli("delete", *as_alice(samba), "--client", sources[1], "--yes")
 
     assert result.code == 0, result.err
-    assert result.out == f"deleted: client {sources[1]}\n"
+    assert result.out == f"disconnected 1 session with 0 open files from client {sources[1]} on {target(samba)}\n"
     wait_until(lambda: not held.alive(1), "the named client is cut off")
     assert held.alive(0) and held.alive(2)
     listed = run_cli("enum", *as_alice(samba), "--format", "jsonl")
@@ -327,9 +337,10 @@ def test_delete_refusals(samba: SambaServer, hold_sessions: HoldSessions) -> Non
     assert "--all" in unqualified.err
     assert "--yes" in unconfirmed.err
     assert plain_user.code == 3 and "ERROR_ACCESS_DENIED" in plain_user.err
-    # Samba says ERROR_ACCESS_DENIED, not NERR_ClientNameNotFound, when nothing matches.
-    assert no_match.code == 3
-    assert cli.DELETE_DENIED_HINT in no_match.err and cli.DELETE_DENIED_HINT in plain_user.err
+    # Listed first: nothing matches, so nothing is sent (Samba would say ERROR_ACCESS_DENIED).
+    assert no_match.code == cli.EXIT_NOT_FOUND
+    assert "no session from client nosuchclient" in no_match.err
+    assert cli.DELETE_DENIED_HINT in plain_user.err
     assert "" == plain_user.out == no_match.out == unqualified.out
     assert held.alive(0)
 
@@ -345,7 +356,8 @@ def test_delete_own_session_by_qualifiers_succeeds(
     result = run_cli("delete", *as_alice(server), "--client", "127.0.0.1", "--user", "alice", "--yes")
 
     assert result.code == 0, result.err
-    assert result.out == "deleted: client 127.0.0.1 and user alice\n"
+    assert result.out.startswith("disconnected 1 session with")
+    assert result.out.endswith(f"of user alice from client 127.0.0.1 on {target(server)}\n")
     assert bystanders.alive_all() == [True, True]
 
 
@@ -358,7 +370,7 @@ def test_delete_all_disconnects_everyone(private_samba: SambaServer, hold_sessio
     result = run_cli("delete", *as_alice(server), "--all", "--yes")
 
     assert result.code == 0, result.err
-    assert result.out == "deleted: EVERY session\n"
+    assert re.match(r"disconnected \d+ sessions with \d+ open files \(every session\)", result.out)
     wait_until(lambda: not any(held.alive_all()), "every session is cut off")
 
 
@@ -413,3 +425,116 @@ def test_password_from_environment_never_printed(secret_alice: SambaServer, hold
         everything = run.stdout + run.stderr
         for secret in (SECRET, secret_hash, secret_hash.upper(), SECRET.encode("utf-16-le").hex()):
             assert secret not in everything, f"{name}: secret leaked"
+
+
+# --------------------------------------------------------------------------- issue 9: the CLI as people type it
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_unc_and_smb_url_targets(samba: SambaServer, bob_sessions: SessionHolder) -> None:
+    auth = ["-U", f"{ALICE.name}%{ALICE.password}"]
+    unc_form = run_cli("enum", f"\\\\{samba.host}", "--port", str(samba.port), *auth, "--format", "jsonl")
+    url_form = run_cli("enum", f"smb://{samba.host}:{samba.port}/IPC$", *auth, "--format", "jsonl")
+    bad = run_cli("enum", f"127.0.0.300:{samba.port}", *auth)
+
+    assert unc_form.code == url_form.code == 0, unc_form.err + url_form.err
+    for run in (unc_form, url_form):
+        assert {(unc(a), "bob") for a in addresses(60, 3)} <= {client_user("jsonl", r) for r in parse("jsonl", run.out)}
+    assert bad.code == cli.EXIT_USAGE and "not a valid IPv4 address" in bad.err
+
+
+def test_delete_shows_sessions_and_open_files_then_aborts_on_no(
+    samba: SambaServer, hold_sessions: HoldSessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sources = addresses(69, 2)
+    held = hold_sessions(samba.host, samba.port, 2, credentials=[(BOB.name, BOB.password)],
+                         source_ips=sources, open_files=2)
+    monkeypatch.setattr("sys.stdin", Terminal("n\n"))
+
+    result = run_cli("delete", *as_alice(samba), "--client", sources[0])
+
+    assert result.code == cli.EXIT_ABORTED == 13
+    assert f"will disconnect 1 session with 2 open files from client {sources[0]}" in result.err
+    assert f"{unc(sources[0])}  bob  2 open files" in result.err
+    assert "aborted: nothing was disconnected" in result.err
+    assert held.alive_all() == [True, True]
+
+
+def test_authentication_file_keeps_the_password_out_of_argv(
+    secret_alice: SambaServer, hold_sessions: HoldSessions, tmp_path: Any
+) -> None:
+    server = secret_alice
+    credentials = tmp_path / "alice.cred"
+    credentials.write_text(f"username = {ALICE.name}\npassword = {SECRET}\n")
+
+    run = run_process("enum", target(server), "-A", str(credentials), "--format", "jsonl")
+
+    assert run.returncode == 0, run.stderr
+    assert SECRET not in run.stdout + run.stderr
+    assert ("\\\\127.0.0.1", "alice") in {client_user("jsonl", r) for r in parse("jsonl", run.stdout)}
+
+
+def test_connection_reset_before_negotiate_is_unreachable() -> None:
+    import socket
+    import struct
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    port = listener.getsockname()[1]
+
+    def reset_each() -> None:
+        for _ in range(4):
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()  # RST
+
+    thread = threading.Thread(target=reset_each, daemon=True)
+    thread.start()
+    try:
+        result = run_cli("enum", f"127.0.0.1:{port}", "-U", "alice%x", "--timeout", "5")
+    finally:
+        listener.close()
+
+    assert result.code == cli.EXIT_UNREACHABLE == 7, result.err
+    assert "Traceback" not in result.err
+
+
+def test_readme_library_example_runs_as_written(samba: SambaServer, bob_sessions: SessionHolder,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from ..unit.test_readme import library_example
+
+    code = library_example()
+    # Only the lines naming the server and account change: the rest runs as written.
+    code = code.replace('HOST, PORT = "127.0.0.1", 4455', f'HOST, PORT = "{samba.host}", {samba.port}')
+    code = code.replace('Credentials(username="alice", password="pw")',
+                        f'Credentials(username="{ALICE.name}", password="{ALICE.password}")')
+    exec(compile(code, "README.md", "exec"), {})
+
+    printed = capsys.readouterr().out
+    assert re.search(rf"level 1: \d+ session\(s\) on {re.escape(samba.host)}:{samba.port}", printed)
+    assert f"{unc(addresses(60, 3)[0])} bob 2" in printed
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_own_session_is_marked_in_every_format(samba: SambaServer, bob_sessions: SessionHolder, fmt: str) -> None:
+    result = run_cli("enum", *as_alice(samba), "--format", fmt)
+
+    assert result.code == 0, result.err
+    records = parse(fmt, result.out)
+    if fmt == "table":
+        marked = [r for r in records if r["Client"].endswith(" *")]
+        assert [(r["Client"], r["User"]) for r in marked] == [("\\\\127.0.0.1 *", "alice")]
+        assert "* = this command's own session" in result.err
+        return
+    own = [client_user(fmt, r) for r in records if r["own_session"] in (True, "True")]
+    assert own == [("\\\\127.0.0.1", "alice")]
+    assert all(r["own_session"] in (False, "False") for r in records if client_user(fmt, r)[1] == "bob")

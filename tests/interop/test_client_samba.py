@@ -182,13 +182,15 @@ def test_enum_without_level_falls_back_to_level_1_and_normalises_names(
     assert by_name["\\\\ws-0"].raw_client_name == "ws-0"
     assert by_name["\\\\ws-1"].user_name == "alice"
     assert by_name["\\\\[::1]"].raw_client_name == "::1"
-    # The enumerating connection's own session is listed too.
+    # The enumerating connection's own session is listed too, and marked.
     assert by_name["\\\\127.0.0.1"].user_name == "alice"
+    assert by_name["\\\\127.0.0.1"].own_session
+    assert [s for s in sessions if s.own_session] == [by_name["\\\\127.0.0.1"]]
     record = by_name[unc("127.0.40.2")].to_dict()
     assert record == {
         "client_name": "\\\\127.0.40.2", "user_name": "bob", "num_opens": 2,
         "active_time": record["active_time"], "idle_time": 0, "user_flags": 0,
-        "client_name_raw": "127.0.40.2", "level": 1,
+        "client_name_raw": "127.0.40.2", "level": 1, "own_session": False,
     }
 
 

@@ -11,6 +11,7 @@ bytes, SMB1-only. A port with no listener plays the host that refuses.
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 import os
@@ -29,6 +30,7 @@ import pytest
 
 from smbsessions.cli import main
 
+from .holders import SessionHolder
 from .samba import ALICE, BOB, SambaError, SambaServer, port_is_free, unavailable_reason
 
 SAMBA_PORTS = range(4500, 4506)
@@ -61,7 +63,11 @@ def samba_many() -> Iterator[SambaServer]:
             server.stop()
             raise
         try:
-            yield server
+            # A session of bob's from another address, so the hosts have a session
+            # besides the sweep's own (which is listed, marked, and not counted).
+            with SessionHolder(server.host, server.port, 1, credentials=[(BOB.name, BOB.password)],
+                               source_ips=["127.0.0.2"]):
+                yield server
         finally:
             server.stop()
         return
@@ -198,7 +204,9 @@ def test_every_status_in_one_sweep(
     for target in samba_targets(samba_many):
         record = hosts[target]
         assert record["status"] == "ok", record
-        assert record["level"] == 1 and ALICE.name in record["users"]
+        assert record["level"] == 1 and BOB.name in record["users"]
+        assert ALICE.name not in record["users"]  # the sweep's own sessions are not counted
+        assert any(s["own_session"] and s["user_name"] == ALICE.name for s in record["sessions"])
         # Sessions still being set up (ours, concurrently) are listed with an empty user.
         assert all({"client_name", "user_name"} <= set(s) for s in record["sessions"])
     assert hosts[silent]["status"] == "timeout"
@@ -218,12 +226,40 @@ def test_denied_auth_failed_and_invalid_level(samba_many: SambaServer) -> None:
     assert "0 of 3 hosts expose sessions" in err
 
     code, records, _ = sweep(*targets, "-U", f"{ALICE.name}%wrong", "--timeout", "5")
-    assert code == 9 and {r["status"] for r in records} == {"auth-failed"}
+    assert code == 6 and {r["status"] for r in records} == {"auth-failed"}
     assert records[0]["error"] == "STATUS_LOGON_FAILURE"
 
     code, records, _ = sweep(*targets, "-U", f"{ALICE.name}%{ALICE.password}", "--level", "502")
     assert code == 9 and {r["status"] for r in records} == {"invalid-level"}
     assert records[0]["code"] == 124
+
+
+def test_a_wrong_password_is_tried_on_three_hosts_only(samba_many: SambaServer, tmp_path: Path) -> None:
+    targets = samba_targets(samba_many)
+    output = tmp_path / "out.jsonl"
+    code, _, err = sweep(*targets, "-U", f"{ALICE.name}%wrong", "--timeout", "5", "--concurrency", "16",
+                         "-o", str(output))
+    records = [json.loads(line) for line in output.read_text().splitlines()]
+    statuses = [r["status"] for r in records]
+    assert code == 6
+    assert statuses.count("auth-failed") == 3
+    assert statuses.count("not-attempted") == len(SAMBA_HOSTS) - 3
+    assert "every host refused the logon: check the password" in err
+    assert "STATUS_LOGON_FAILURE" in err and "17 host(s) not attempted" in err
+
+    # Fixed password: --resume retries exactly the hosts not attempted (and not the refused ones).
+    code, _, err = sweep(*targets, "-U", f"{ALICE.name}%{ALICE.password}", "-o", str(output), "--resume")
+    records = [json.loads(line) for line in output.read_text().splitlines()]
+    assert code == 9  # the verdict covers the whole file: three hosts refused the logon
+    assert f"in total ({output}): {len(SAMBA_HOSTS)} host(s)" in err
+    assert [r["status"] for r in records[len(SAMBA_HOSTS):]] == ["ok"] * (len(SAMBA_HOSTS) - 3)
+
+
+def test_continue_on_auth_failure_tries_every_host(samba_many: SambaServer) -> None:
+    targets = samba_targets(samba_many, SAMBA_HOSTS[:6])
+    code, records, err = sweep(*targets, "-U", f"{ALICE.name}%wrong", "--continue-on-auth-failure")
+    assert code == 9 and [r["status"] for r in records] == ["auth-failed"] * 6
+    assert "check the password" not in err
 
 
 def test_user_hunt(samba_many: SambaServer) -> None:
@@ -235,10 +271,10 @@ def test_user_hunt(samba_many: SambaServer) -> None:
     assert "NERR_UserNotFound" in records[0]["note"]
     assert "user 'nobody-here' found on no host" in err
 
-    code, records, err = sweep(*targets, "-U", creds, "--user", ALICE.name)
+    code, records, err = sweep(*targets, "-U", creds, "--user", BOB.name)
     assert code == 0 and {r["status"] for r in records} == {"ok"}
-    assert all(r["users"] == [ALICE.name] for r in records)
-    assert f"user '{ALICE.name}' found on 4 host(s)" in err
+    assert all(r["users"] == [BOB.name] for r in records)
+    assert f"user '{BOB.name}' found on 4 host(s)" in err
     for target in targets:
         assert target in err
 
@@ -253,8 +289,11 @@ def test_table_and_csv_formats(samba_many: SambaServer, closed_port: int) -> Non
     assert any("unreachable" in line for line in lines)
     out = io.StringIO()
     assert main(["sweep", *targets, "-U", creds, "--format", "csv"], out, io.StringIO()) == 9
-    rows = out.getvalue().splitlines()
-    assert rows[0].startswith("host,port,status,level") and len(rows) == 4
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    # One row per session (ours and bob's at least) per Samba host, one for the closed port.
+    assert {r["status"] for r in rows} == {"ok", "unreachable"}
+    assert {r["user_name"] for r in rows if r["status"] == "ok"} >= {ALICE.name, BOB.name}
+    assert len([r for r in rows if r["status"] == "unreachable"]) == 1
 
 
 def test_interrupt_then_resume_loses_and_repeats_nothing(
@@ -304,7 +343,10 @@ def test_interrupt_then_resume_loses_and_repeats_nothing(
     assert {everything[t]["status"] for t in real} == {"ok"}
 
     third = subprocess.run([*argv, "--resume"], env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
-    assert third.returncode == 0 and f"{len(targets)} host(s) already in" in third.stderr
+    # Nothing left to do; the verdict is the whole file's: the silent hosts timed out.
+    assert third.returncode == 9 and f"{len(targets)} host(s) already in" in third.stderr
+    assert "this run: swept 0 of 0 host(s)" in third.stderr
+    assert f"{len(real)} of {len(targets)} hosts expose sessions" in third.stderr
     assert len(output.read_text().splitlines()) == len(targets)
 
 

@@ -203,9 +203,11 @@ def test_read_on_an_idle_pipe_times_out_and_closes(samba: SambaServer) -> None:
 
 
 @contextmanager
-def stalling_relay(target: tuple[str, int], replies_to_pass: int) -> Iterator[int]:
+def stalling_relay(target: tuple[str, int], replies_to_pass: int, cut: bool = False) -> Iterator[int]:
     """A loopback TCP relay that forwards the first ``replies_to_pass`` server
-    messages to the client and then swallows everything: a server gone silent."""
+    messages to the client and then swallows everything: a server gone silent.
+    With ``cut``, it forwards half of the next message instead and closes the
+    connection cleanly: a server closing mid-reply."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(5)
     stop = threading.Event()
@@ -237,6 +239,10 @@ def stalling_relay(target: tuple[str, int], replies_to_pass: int) -> Iterator[in
                         client.sendall(pending[:size])
                         pending = pending[size:]
                         passed += 1
+                    if cut and passed == replies_to_pass and len(pending) >= 8:
+                        client.sendall(pending[: len(pending) // 2])
+                        client.shutdown(socket.SHUT_RDWR)
+                        return
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -259,6 +265,30 @@ def test_server_going_silent_mid_open_times_out(samba: SambaServer, replies: int
         pytest.raises(HostTimeoutError, match=phase),
     ):
         SmbPipe.open("127.0.0.1", port, credentials=alice(samba), timeout=1.0)
+    assert smb_worker_threads() == []
+
+
+@pytest.mark.parametrize(
+    ("replies", "phase"),
+    [(1, "session setup"), (3, "tree connect"), (4, "opening pipe")],
+)
+def test_server_closing_mid_reply_says_so(samba: SambaServer, replies: int, phase: str) -> None:
+    with (
+        stalling_relay((samba.host, samba.port), replies, cut=True) as port,
+        pytest.raises(TransportError, match=f"closed the connection during {phase}") as info,
+    ):
+        SmbPipe.open("127.0.0.1", port, credentials=alice(samba), timeout=TIMEOUT)
+    assert "TypeError" not in str(info.value)
+    assert smb_worker_threads() == []
+
+
+def test_server_closing_mid_reply_to_transceive_says_so(samba: SambaServer) -> None:
+    with stalling_relay((samba.host, samba.port), 5, cut=True) as port:
+        pipe = SmbPipe.open("127.0.0.1", port, credentials=alice(samba), timeout=TIMEOUT)
+        with pytest.raises(TransportError, match="connection lost") as info:
+            pipe.transceive(srvsvc_bind())
+        assert "TypeError" not in str(info.value)
+        assert pipe.closed
     assert smb_worker_threads() == []
 
 

@@ -69,7 +69,11 @@ def test_principal() -> None:
         {"username": ""},
         {"username": "alice", "nt_hash": "abc"},
         {"username": "alice", "nt_hash": NT_HASH, "password": "x"},
-        {"username": "alice", "nt_hash": NT_HASH, "kerberos": True},
+        {"username": "alice", "aes_key": "00" * 16},
+        {"username": "alice", "kerberos": True, "aes_key": "abc"},
+        {"username": "alice", "kerberos": True, "nt_hash": NT_HASH, "aes_key": "00" * 16},
+        {"kerberos": True, "password": "x"},
+        {"username": "alice", "kdc": "10.0.0.1"},
     ],
 )
 def test_inconsistent_credentials_are_refused(kwargs: dict[str, object]) -> None:
@@ -291,3 +295,51 @@ def test_resolve_password_prompt_cancelled() -> None:
 
     with pytest.raises(AuthenticationError):
         resolve_password(Credentials("alice"), environ={}, stdin=_Tty(), prompt=prompt)
+
+
+# ---- issue 9 item 11: hosts as people type them
+
+
+@pytest.mark.parametrize(
+    ("spec", "host", "port", "user"),
+    [
+        ("\\\\fileserver", "fileserver", None, None),
+        ("\\\\fileserver\\IPC$", "fileserver", None, None),
+        ("//fileserver/share", "fileserver", None, None),
+        ("\\\\10.0.0.7", "10.0.0.7", None, None),
+        ("smb://fileserver", "fileserver", None, None),
+        ("SMB://fileserver:4455/", "fileserver", 4455, None),
+        ("smb://[::1]:4455/share/dir", "::1", 4455, None),
+        ("smb://CORP;alice@fileserver:4455", "fileserver", 4455, "alice"),
+        ("smb://alice:pw@fileserver", "fileserver", None, "alice"),
+    ],
+)
+def test_unc_and_smb_url_hosts(spec: str, host: str, port: int | None, user: str | None) -> None:
+    target = parse_target(spec)
+    assert (target.host, target.port) == (host, port)
+    assert (target.credentials.username if target.credentials else None) == user
+
+
+def test_smb_url_domain_and_password() -> None:
+    creds = parse_target("smb://CORP;alice:pw@fileserver").credentials
+    assert creds is not None and (creds.domain, creds.username, creds.password) == ("CORP", "alice", "pw")
+
+
+@pytest.mark.parametrize("spec", ["127.0.0.300", "127.0.0.300:445", "10.0.0", "1.2.3.4.5", "999"])
+def test_digits_and_dots_must_be_an_ipv4_address(spec: str) -> None:
+    with pytest.raises(ValueError, match="not a valid IPv4 address"):
+        parse_target(spec)
+
+
+def test_authentication_file_format() -> None:
+    from smbsessions.auth import parse_authentication_file
+
+    creds = parse_authentication_file("username = CORP/alice\npassword = pw\n")
+    assert (creds.domain, creds.username, creds.password) == ("CORP", "alice", "pw")
+    creds = parse_authentication_file("; comment\n\nusername=alice\ndomain=WG\n")
+    assert (creds.domain, creds.username, creds.password) == ("WG", "alice", None)
+    with pytest.raises(ValueError, match="no 'username"):
+        parse_authentication_file("password = secret-value\n")
+    with pytest.raises(ValueError, match="line 1") as info:
+        parse_authentication_file("secret-value\n")
+    assert "secret-value" not in str(info.value)

@@ -67,7 +67,8 @@ def test_jsonl_and_csv() -> None:
     out = io.StringIO()
     write_sessions(RECORDS, 10, "csv", out)
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
-    assert list(rows[0]) == ["client_name", "user_name", "active_time", "idle_time", "client_name_raw", "level"]
+    assert list(rows[0]) == ["host", "port", "client_name", "user_name", "active_time", "idle_time",
+                             "client_name_raw", "level", "own_session"]
     assert rows[1]["client_name_raw"] == "::1"
 
 
@@ -128,12 +129,12 @@ def test_credentials_from_every_form(monkeypatch: pytest.MonkeyPatch) -> None:
         )
 
 
-def test_no_password_and_no_terminal_is_an_auth_error_without_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_password_and_no_terminal_is_a_usage_error_without_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SMBSESSIONS_PASSWORD", raising=False)
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     err = io.StringIO()
     code = cli.main(["enum", "127.0.0.1:9", "-U", "alice"], io.StringIO(), err)
-    assert code == cli.EXIT_AUTH
+    assert code == cli.EXIT_USAGE == 2
     assert "SMBSESSIONS_PASSWORD" in err.getvalue()
 
 

@@ -31,15 +31,18 @@ class EndpointPipe:
         self.endpoint = endpoint
         self.closed = False
 
-    def transceive(self, data: bytes, max_output: int = 65536, *, timeout: float | None = None) -> bytes:
+    def transceive(self, data: bytes, max_output: int = 65536, *, timeout: float | None = None,
+                  deadline: float | None = None) -> bytes:
         self.endpoint.write(data)
         return self.read(max_output)
 
-    def write(self, data: bytes, *, timeout: float | None = None) -> int:
+    def write(self, data: bytes, *, timeout: float | None = None,
+                  deadline: float | None = None) -> int:
         self.endpoint.write(data)
         return len(data)
 
-    def read(self, max_len: int = 65536, *, timeout: float | None = None) -> bytes:
+    def read(self, max_len: int = 65536, *, timeout: float | None = None,
+                  deadline: float | None = None) -> bytes:
         parts = []
         while True:
             chunk, more = self.endpoint.read(max_len)
@@ -206,14 +209,16 @@ class TricklingPipe:
         self.call_id = 0
         self.fragments = 0
 
-    def transceive(self, data: bytes, max_output: int = 65536, *, timeout: float | None = None) -> bytes:
+    def transceive(self, data: bytes, max_output: int = 65536, *, timeout: float | None = None,
+                  deadline: float | None = None) -> bytes:
         calls = self.server.receive_data(data)
         if not calls:
             return self.server.next_pdu() or b""  # the bind_ack
         self.call_id = calls[0].call_id
         return self._fragment()
 
-    def read(self, max_len: int = 65536, *, timeout: float | None = None) -> bytes:
+    def read(self, max_len: int = 65536, *, timeout: float | None = None,
+                  deadline: float | None = None) -> bytes:
         time.sleep(0.05)
         return self._fragment()
 
@@ -262,3 +267,99 @@ def test_delete_does_not_claim_success_on_an_smb_error(monkeypatch: pytest.Monke
     monkeypatch.setattr(client, "_call", denied)
     with pytest.raises(TransportError):
         client.delete(user="alice")
+
+
+# ---------------------------------------------------------------- one deadline, budgets (issue 9 item 5)
+
+
+def endless_pages(page_size: int) -> ScriptedEndpoint:
+    """ERROR_MORE_DATA forever, with a resume handle that always advances."""
+    page = [SessionInfo(f"10.0.{i // 250}.{i % 250}", f"user{i}", 1, 5, 0, 0) for i in range(page_size)]
+    return ScriptedEndpoint(
+        lambda level, resume: EnumResponse(level, page, 10**9, (resume or 0) + page_size,
+                                           NetApiStatus.ERROR_MORE_DATA)
+    )
+
+
+def test_a_server_paging_forever_is_stopped_by_the_command_deadline() -> None:
+    endpoint = endless_pages(20)
+    client = client_over(endpoint)
+    client.deadline = time.monotonic() + 1.0
+    client.max_entries = 10**9
+    with pytest.raises(HostTimeoutError, match="10 s"):
+        for _ in client.enum(1):
+            pass
+    assert endpoint.calls > 2  # it paged, then the one deadline for the command ended it
+
+
+def test_an_entry_budget_bounds_the_pages_together() -> None:
+    endpoint = endless_pages(2000)
+    client = client_over(endpoint)
+    client.max_entries = 9000
+    with pytest.raises(ProtocolError, match="more than 9,000 sessions"):
+        list(client.enum(1))
+    assert endpoint.calls == 5
+
+
+def test_a_byte_budget_bounds_the_pages_together() -> None:
+    endpoint = endless_pages(500)
+    client = client_over(endpoint)
+    client.max_bytes = 100_000
+    client.max_entries = 10**9
+    with pytest.raises(ProtocolError, match="budget is 100,000 bytes"):
+        list(client.enum(1))
+    assert 2 <= endpoint.calls <= 5
+
+
+def test_len_after_iteration_and_a_second_iteration_fails_clearly() -> None:
+    result = our_server().enum(502, max_length=300)
+    with pytest.raises(TypeError, match="iterated"):
+        len(result)
+    assert len(list(result)) == len(result) == len(SESSIONS)
+    with pytest.raises(RuntimeError, match=r"list\(\)"):
+        list(result)
+
+
+# ---------------------------------------------------------------- our own session (item 17)
+
+
+def test_our_own_session_is_marked() -> None:
+    # EndpointPipe's local address is 127.0.0.9; the client logs on as alice.
+    infos = [SessionInfo("127.0.0.9", "alice", 1, 0xFFFFFFFF, 0, 0),  # ours, Samba's "just now"
+             SessionInfo("127.0.0.9", "alice", 1, 86400, 0, 0),  # alice from here, but a day old
+             SessionInfo("127.0.0.9", "bob", 1, 0, 0, 0),
+             SessionInfo("127.0.0.8", "alice", 1, 0, 0, 0)]
+    client = client_over(ScriptedEndpoint(lambda level, resume: EnumResponse(level, infos, 4, 4, 0)))
+    client._opened = time.monotonic()
+    sessions = list(client.enum(1))
+    assert [s.own_session for s in sessions] == [True, False, False, False]
+    assert sessions[0].to_dict()["own_session"] is True
+    assert sessions[0].to_dict()["active_time"] == 0xFFFFFFFF  # raw here; outputs normalise it
+
+
+def test_enum_command_against_a_server_paging_forever_ends_at_its_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    from smbsessions.cli import main
+
+    endpoint = endless_pages(50)
+
+    def fake_open(self: SessionClient) -> SessionClient:
+        if self._pipe is None:
+            self._check_deadline("connecting")
+            pipe = EndpointPipe(endpoint)
+            self._pipe = pipe  # type: ignore[assignment]
+            self._rpc.receive_bind_ack(pipe.transceive(self._rpc.bind()))
+        return self
+
+    monkeypatch.setattr(SessionClient, "open", fake_open)
+    err = io.StringIO()
+    started = time.monotonic()
+    code = main(["enum", "127.0.0.1", "-U", "alice%pw", "--timeout", "1", "--level", "1", "--format", "json"],
+                io.StringIO(), err)
+    assert code == 7, err.getvalue()
+    assert "1 s" in err.getvalue() and "Traceback" not in err.getvalue()
+    assert endpoint.calls > 2
+    assert time.monotonic() - started < 30  # loose: before, it paged to MAX_PAGES (minutes)

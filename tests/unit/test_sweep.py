@@ -375,7 +375,9 @@ def test_runner_turns_a_probe_crash_into_an_error_record() -> None:
 def test_run_sweep_one_record_per_target(processes: int) -> None:
     targets = list(expand([parse_spec("10.9.0.0/26")]))
     records: list[dict[str, Any]] = []
-    config = SweepConfig(CREDS, timeout=0.3, margin=0.05)
+    # The 5 s sleepers end by the watchdog; the rest must finish well inside the timeout
+    # even on a loaded machine.
+    config = SweepConfig(CREDS, timeout=1.5, margin=0.2)
     stats = run_sweep(targets, config, records.append, concurrency=16, processes=processes, probe=fake_probe)
     keys = [r["host"] for r in records]
     assert sorted(keys) == sorted(t.host for t in targets) and len(keys) == len(set(keys))
@@ -389,7 +391,8 @@ def test_run_sweep_one_record_per_target(processes: int) -> None:
 def test_run_sweep_deadline_skips_the_rest() -> None:
     targets = [Target(f"10.9.1.{i}", 445) for i in (7, 14, 21, 28)] + [Target(f"10.9.2.{i}", 445) for i in range(1, 40)]
     records: list[dict[str, Any]] = []
-    config = SweepConfig(CREDS, timeout=30, margin=0.5, deadline=time.monotonic() + 0.5)
+    # Long enough for the worker processes to start (forkserver), shorter than the 5 s sleepers.
+    config = SweepConfig(CREDS, timeout=30, margin=0.5, deadline=time.monotonic() + 3)
     run_sweep(targets, config, records.append, concurrency=4, processes=2, probe=fake_probe)
     statuses = {r["host"]: r["status"] for r in records}
     assert len(records) == len(targets) == len(statuses)
@@ -504,3 +507,31 @@ def test_targets_are_pulled_only_as_workers_free_up(processes: int) -> None:
     assert produced == recorded == (1 << 14) - 2
     # Threads plus a small prefetch per worker: never the whole target list.
     assert most_in_flight <= 8 + 2 * max(2, 8 // processes // 2) + 1
+
+
+def test_a_host_sending_more_than_the_entry_budget_is_an_error_not_a_memory_hog() -> None:
+    from .test_client_logic import EndpointPipe, endless_pages
+
+    class EndlessClient(SessionClient):
+        def open(self) -> SessionClient:
+            if self._pipe is None:
+                pipe = EndpointPipe(endless_pages(500))
+                self._pipe = pipe  # type: ignore[assignment]
+                self._rpc.receive_bind_ack(pipe.transceive(self._rpc.bind()))
+            return self
+
+    records: list[dict[str, Any]] = []
+    done = threading.Event()
+
+    def emit(record: dict[str, Any]) -> None:
+        records.append(record)
+        done.set()
+
+    config = SweepConfig(CREDS, timeout=20, max_entries=2000)
+    assert config.max_bytes == 1 << 20  # never below 1 MiB
+    runner = HostRunner(config, 1, emit, client_class=EndlessClient)
+    runner.submit(Target("10.0.0.1", 445))
+    assert done.wait(20)
+    runner.close()
+    (record,) = records
+    assert record["status"] == "error" and "more than 2,000 sessions" in record["detail"]

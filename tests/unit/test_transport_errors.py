@@ -14,12 +14,13 @@ from contextlib import contextmanager, suppress
 
 import pytest
 
-from smbsessions import transport
+from smbsessions import kerberos, transport
 from smbsessions.auth import ANONYMOUS, Credentials
 from smbsessions.status import (
     AuthenticationError,
     HostTimeoutError,
     HostUnreachableError,
+    ProtocolError,
     TransportError,
     UnsupportedDialectError,
 )
@@ -206,16 +207,18 @@ def test_smb1_only_server_is_unsupported_dialect(threads_before: set[threading.T
     assert_no_new_smb_threads(threads_before)
 
 
-def test_server_hanging_up_is_a_transport_error_not_a_dialect_error() -> None:
-    with fake_server(close_at_once) as port, pytest.raises(TransportError, match="NEGOTIATE") as info:
+def test_server_hanging_up_during_negotiate_is_unreachable_not_a_dialect_error() -> None:
+    with (
+        fake_server(close_at_once) as port,
+        pytest.raises(HostUnreachableError, match="closed the connection during negotiate"),
+    ):
         SmbPipe.open("127.0.0.1", port, credentials=ALICE, timeout=OPEN_TIMEOUT * 3)
-    assert not isinstance(info.value, UnsupportedDialectError | HostTimeoutError)
 
 
-def test_non_smb_answer_is_a_transport_error(threads_before: set[threading.Thread]) -> None:
-    with fake_server(garbage) as port, pytest.raises(TransportError) as info:
+def test_non_smb_answer_is_a_protocol_error(threads_before: set[threading.Thread]) -> None:
+    with fake_server(garbage) as port, pytest.raises(ProtocolError, match="not an SMB server") as info:
         SmbPipe.open("127.0.0.1", port, credentials=ALICE, timeout=OPEN_TIMEOUT * 3)
-    assert not isinstance(info.value, UnsupportedDialectError | HostTimeoutError)
+    assert "'HTTP/1.0 400 Bad Reques" in str(info.value)
     assert_no_new_smb_threads(threads_before)
 
 
@@ -233,13 +236,13 @@ def test_anonymous_cannot_require_encryption() -> None:
 
 
 def test_kerberos_without_gssapi_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    real_find_spec = transport.importlib.util.find_spec
+    real_find_spec = kerberos.importlib.util.find_spec
 
     def find_spec(name: str, *args: object) -> object:
         return None if name == "gssapi" else real_find_spec(name)
 
-    monkeypatch.setattr(transport.importlib.util, "find_spec", find_spec)
-    with pytest.raises(AuthenticationError, match="gssapi"):
+    monkeypatch.setattr(kerberos.importlib.util, "find_spec", find_spec)
+    with pytest.raises(AuthenticationError, match=r"gssapi.*smbsessions\[kerberos\].*libkrb5-dev"):
         SmbPipe.open("127.0.0.1", free_port(), credentials=Credentials("alice", kerberos=True))
 
 
@@ -300,3 +303,17 @@ def test_ntlm_anonymous_authenticate_rejects_non_challenge() -> None:
         ntlm_anonymous_authenticate(b"NTLMSSP\x00" + struct.pack("<I", 1) + bytes(20))
     with pytest.raises(TransportError):
         ntlm_anonymous_authenticate(b"not ntlm")
+
+
+def test_the_smbprotocol_private_names_we_use_still_exist() -> None:
+    import importlib
+    import uuid
+
+    instances = {
+        "smbprotocol.transport.Tcp": lambda cls: cls("127.0.0.1", 1),
+        "smbprotocol.connection.Connection": lambda cls: cls(uuid.uuid4(), "127.0.0.1", 1),
+    }
+    for path, name in transport.SMBPROTOCOL_PRIVATE_NAMES:
+        module, _, cls_name = path.rpartition(".")
+        cls = getattr(importlib.import_module(module), cls_name)
+        assert hasattr(cls, name) or hasattr(instances[path](cls), name), f"{path}.{name} is gone"
