@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from impacket.ntlm import compute_nthash
+from smbsessions.ntlm import nt_hash as _nt_hash
 
 
 @dataclass(frozen=True)
@@ -20,9 +20,8 @@ class Account:
             raise ValueError(f"invalid account name {self.user!r}")
 
     def nt_hash(self) -> bytes:
-        """MD4 of the UTF-16LE password: what impacket's credential store holds."""
-        digest: bytes = compute_nthash(self.password)
-        return digest
+        """NTOWFv1 (MD4 of the UTF-16LE password): what NTLMv2 verification needs."""
+        return _nt_hash(self.password)
 
 
 def parse_account(spec: str) -> Account:
