@@ -29,6 +29,8 @@ class NetApiStatus(IntEnum):
     ERROR_NO_NETWORK = 1222
     NERR_BufTooSmall = 2123
     NERR_UserNotFound = 2221
+    NERR_NetNameNotFound = 2310
+    NERR_DeviceNotShared = 2311
     NERR_ClientNameNotFound = 2312
     NERR_InvalidComputer = 2351
 
@@ -44,6 +46,8 @@ NET_API_MESSAGES: dict[int, str] = {
     NetApiStatus.ERROR_NO_NETWORK: "The network is not present or not started.",
     NetApiStatus.NERR_BufTooSmall: "The API return buffer is too small.",
     NetApiStatus.NERR_UserNotFound: "The user name could not be found.",
+    NetApiStatus.NERR_NetNameNotFound: "The share name does not exist.",
+    NetApiStatus.NERR_DeviceNotShared: "The device is not shared.",
     NetApiStatus.NERR_ClientNameNotFound: "A session does not exist with that computer name.",
     NetApiStatus.NERR_InvalidComputer: "This computer name is invalid.",
 }
@@ -133,6 +137,7 @@ class NtStatus(IntEnum):
     STATUS_NETWORK_SESSION_EXPIRED = 0xC000035C
     STATUS_DOWNGRADE_DETECTED = 0xC0000388
     STATUS_INVALID_SIGNATURE = 0xC000A000
+    STATUS_SMB_NO_PREAUTH_INTEGRITY_HASH_OVERLAP = 0xC05D0000
 
 
 def ntstatus_name(code: int) -> str:
