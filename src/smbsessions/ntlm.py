@@ -545,6 +545,8 @@ class NtlmAcceptor:
         self.negotiate_message = b""
         self.challenge_message = b""
         self.authenticate_message = b""
+        # The AUTHENTICATE carried a verified MIC (SPNEGO then restarts RC4 after its mechListMIC).
+        self.ntlm_mic_present = False
         self._identity: NtlmIdentity | None = None
 
     @property
@@ -672,6 +674,7 @@ class NtlmAcceptor:
             )
             if not hmac.compare_digest(expected, message.mic):
                 raise _logon_failure("the MIC does not match (messages altered)")
+            self.ntlm_mic_present = True
 
         self._finish(
             NtlmIdentity(user, domain, workstation, anonymous=False, session_key=exported_session_key)
@@ -754,10 +757,23 @@ class NtlmSessionSecurity:
         outgoing_is_c2s = initiator
         self._out_sign_key = sign_key(exported_session_key, client_to_server=outgoing_is_c2s)
         self._in_sign_key = sign_key(exported_session_key, client_to_server=not outgoing_is_c2s)
-        self._out_rc4 = Rc4(seal_key(exported_session_key, flags, client_to_server=outgoing_is_c2s))
-        self._in_rc4 = Rc4(seal_key(exported_session_key, flags, client_to_server=not outgoing_is_c2s))
+        self._out_seal_key = seal_key(exported_session_key, flags, client_to_server=outgoing_is_c2s)
+        self._in_seal_key = seal_key(exported_session_key, flags, client_to_server=not outgoing_is_c2s)
+        self._out_rc4 = Rc4(self._out_seal_key)
+        self._in_rc4 = Rc4(self._in_seal_key)
         self._out_seq = 0
         self._in_seq = 0
+
+    def reset_rc4(self, *, outgoing: bool) -> None:
+        """Restart one direction's RC4 handle, keeping its sequence number.
+
+        SPNEGO does this after the mechListMIC when the NTLM AUTHENTICATE had a MIC
+        (Samba's gensec_ntlmssp_may_reset_crypto, pyspnego's _reset_ntlm_crypto_state).
+        """
+        if outgoing:
+            self._out_rc4 = Rc4(self._out_seal_key)
+        else:
+            self._in_rc4 = Rc4(self._in_seal_key)
 
     def _mac(self, key: bytes, rc4: Rc4, seq: int, message: bytes) -> bytes:
         seq_bytes = struct.pack("<I", seq & 0xFFFFFFFF)
