@@ -68,12 +68,12 @@ def srv(tmp_path: Path) -> Iterator[OurServer]:
 
 @pytest.fixture
 def held(srv: OurServer) -> Iterator[SessionHolder]:
-    """alice from 127.0.0.2 with a file open, bob from 127.0.0.3, a null session from 127.0.0.4."""
+    """alice from 127.0.0.2 with the srvsvc pipe open, bob from 127.0.0.3, a null session from 127.0.0.4."""
     holder = SessionHolder(srv.host, srv.port, 3, credentials=[ADMIN, USER, ANONYMOUS], workers=1)
     holder.open()
     try:
         conn = holder.connection(0)
-        conn.openFile(conn.connectTree("share"), "held.txt", creationDisposition=5, desiredAccess=0x12019F)
+        conn.openFile(conn.connectTree("IPC$"), "srvsvc", desiredAccess=0x12019F)
         yield holder
     finally:
         holder.close()
@@ -276,7 +276,9 @@ def test_live_session_fields(srv: OurServer, held: SessionHolder) -> None:
     assert anonymous.user_flags == UserFlags.SESS_GUEST and alice.user_flags == bob.user_flags == 0
     assert alice.time > first["\\\\127.0.0.2"].time  # time keeps counting
     assert alice.idle_time >= 1  # held sessions send nothing while waiting
-    assert {e.cltype_name for e in (alice, bob, anonymous)} == {"SMB 2.0.2"}
+    # sesi502_cltype_name is the dialect each client really negotiated.
+    labels = {0x0202: "SMB 2.0.2", 0x0210: "SMB 2.1", 0x0300: "SMB 3.0", 0x0302: "SMB 3.0.2", 0x0311: "SMB 3.1.1"}
+    assert [e.cltype_name for e in (alice, bob, anonymous)] == [labels[int(s.dialect)] for s in held.sessions]
     assert alice.transport == f"tcp:127.0.0.1:{srv.port}"
 
 
