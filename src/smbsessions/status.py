@@ -70,6 +70,8 @@ class RpcFaultStatus(IntEnum):
     nca_s_fault_context_mismatch = 0x1C00001A
     RPC_X_BAD_STUB_DATA = 0x000006F7  # MS-RPCE also calls it nca_s_fault_ndr
     nca_s_fault_remote_no_memory = 0x1C000022
+    nca_s_unsupported_authn_level = 0x1C00001D
+    nca_s_fault_sec_pkg_error = 0x00000721  # a verifier failed its check (Samba: DCERPC_FAULT_SEC_PKG_ERROR)
     rpc_s_access_denied = 0x00000005
     RPC_S_INVALID_TAG = 0x000006A6
     RPC_S_UNKNOWN_IF = 0x000006B5

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
+from typing import ClassVar
 
 import pytest
 from impacket.dcerpc.v5 import srvs
 from impacket.dcerpc.v5.dtypes import NULL
 
+from smbsessions import srvsvc_ndr
+from smbsessions.auth import nt_hash_of
 from smbsessions.dcerpc import PduStream, RpcClientConnection, parse_pdu
 from smbsessions.levels import SessionInfo
 from smbsessions.ndr import (
@@ -21,6 +25,7 @@ from smbsessions.ndr import (
 from smbsessions.rules import SessionInfoPolicy
 from smbsessions.server.srvsvc import SrvsvcEndpoint
 from smbsessions.server.types import CallerInfo
+from smbsessions.srvsvc_levels import ServerIdentity, decoy_share
 from smbsessions.status import NetApiStatus, RpcFaultError, RpcFaultStatus
 
 SESSIONS = [
@@ -43,8 +48,15 @@ class FakeControl:
         self.disconnected.append((keys, defer_for))
         return keys
 
-    def legacy_srvsvc(self, opnum: int, stub: bytes) -> bytes | None:
-        return b"\x01\x02\x03\x04" if opnum == 21 else None
+    identity = ServerIdentity(name="Srv", comment="a comment", decoy_shares=(decoy_share("ADMIN$"),))
+    accounts: ClassVar[dict[str, tuple[str, bool]]] = {"alice": ("alicepw", True), "bob": ("bobpw", False)}
+
+    def lookup_nt_hash(self, user: str) -> bytes | None:
+        account = self.accounts.get(user.lower())
+        return None if account is None else bytes.fromhex(nt_hash_of(account[0]))
+
+    def is_admin(self, user: str) -> bool:
+        return self.accounts.get(user.lower(), ("", False))[1]
 
 
 def caller(admin: bool = True, guest: bool = False, key: int = 7) -> CallerInfo:
@@ -152,12 +164,12 @@ def test_delete_disconnects_matching_keys_deferring_the_caller() -> None:
     assert len(control.disconnected) == 1
 
 
-def test_unknown_opnum_faults_and_legacy_opnums_pass_through() -> None:
+@pytest.mark.parametrize("opnum", [0, 14, 17, 22, 29, 99])
+def test_unanswered_opnums_fault_with_op_rng_error(opnum: int) -> None:
     harness, _ = make()
     with pytest.raises(RpcFaultError) as info:
-        harness.call(99, b"")
+        harness.call(opnum, b"\0" * 8)
     assert info.value.code == RpcFaultStatus.nca_s_op_rng_error
-    assert harness.call(21, b"\0" * 8) == b"\x01\x02\x03\x04"
 
 
 def test_malformed_stub_faults_and_the_pipe_keeps_working() -> None:
@@ -175,3 +187,55 @@ def test_garbage_before_bind_gets_a_fault_not_an_exception() -> None:
     chunk, more = endpoint.read(4096)
     assert parse_pdu(chunk).ptype == 3  # fault
     assert not more
+
+
+# -- shares, server info, time of day (opnums 15, 16, 20, 21, 28, 36) -----------------------
+
+
+def test_share_enum_lists_ipc_typed_as_ipc_and_decoys_as_configured() -> None:
+    harness, _ = make(admin=False, guest=True)
+    for opnum in (15, 36):
+        stub = srvsvc_ndr.encode_share_enum_request(srvsvc_ndr.ShareEnumRequest(1))
+        response = srvsvc_ndr.decode_share_enum_response(harness.call(opnum, stub))
+        assert response.status == 0 and response.level == 1
+        assert [(s.netname, s.type, s.remark) for s in response.entries or []] == [
+            ("IPC$", 0x80000003, "Remote IPC"), ("ADMIN$", 0x80000000, "Remote Admin")]
+
+
+@pytest.mark.parametrize(("opnum", "level", "admin", "status"), [
+    (15, 2, False, 5), (15, 502, False, 5), (15, 501, False, 5), (15, 2, True, 0), (15, 503, True, 0),
+    (36, 501, True, 124), (15, 10, True, 124), (36, 0, False, 0),
+])
+def test_share_enum_answers_at_the_level_asked(opnum: int, level: int, admin: bool, status: int) -> None:
+    harness, _ = make(admin=admin)
+    stub = srvsvc_ndr.encode_share_enum_request(srvsvc_ndr.ShareEnumRequest(level))
+    response = srvsvc_ndr.decode_share_enum_response(harness.call(opnum, stub))
+    assert (response.level, response.status) == (level, status)
+    if status == 0:
+        assert response.entries is not None and len(response.entries) == 2
+    else:
+        assert not response.entries
+
+
+def test_share_get_info_check_server_info_and_tod() -> None:
+    harness, _ = make(admin=False)
+    stub = srvsvc_ndr.encode_share_get_info_request(srvsvc_ndr.ShareGetInfoRequest("admin$", 501))
+    answer = srvsvc_ndr.decode_share_get_info_response(harness.call(16, stub), 501)
+    assert answer.status == 0 and answer.info is not None and answer.info.netname == "ADMIN$"
+    stub = srvsvc_ndr.encode_share_get_info_request(srvsvc_ndr.ShareGetInfoRequest("nothere", 1))
+    assert srvsvc_ndr.decode_share_get_info_response(harness.call(16, stub), 1).status == 2310
+    stub = srvsvc_ndr.encode_share_get_info_request(srvsvc_ndr.ShareGetInfoRequest("ADMIN$", 502))
+    assert srvsvc_ndr.decode_share_get_info_response(harness.call(16, stub), 502) == \
+        srvsvc_ndr.ShareGetInfoResponse(502, None, 5)
+    stub = srvsvc_ndr.encode_share_check_request(srvsvc_ndr.ShareCheckRequest("c:\\windows\\"))
+    assert srvsvc_ndr.decode_share_check_response(harness.call(20, stub)) == \
+        srvsvc_ndr.ShareCheckResponse(0x80000000, 0)
+    stub = srvsvc_ndr.encode_server_get_info_request(srvsvc_ndr.ServerGetInfoRequest(101))
+    info = srvsvc_ndr.decode_server_get_info_response(harness.call(21, stub), 101).info
+    assert info is not None and (info.platform_id, info.name, info.version_major, info.type, info.comment) == (
+        500, "Srv", 10, 0x9003, "a comment")
+    stub = srvsvc_ndr.encode_server_get_info_request(srvsvc_ndr.ServerGetInfoRequest(102))
+    assert srvsvc_ndr.decode_server_get_info_response(harness.call(21, stub), 102).status == 5
+    before = int(time.time())
+    tod = srvsvc_ndr.decode_remote_tod_response(harness.call(28, srvsvc_ndr.encode_remote_tod_request())).tod
+    assert tod is not None and before - 1 <= tod.elapsed <= int(time.time()) + 1

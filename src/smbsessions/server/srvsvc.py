@@ -1,17 +1,24 @@
 """The srvsvc endpoint: one open of ``\\PIPE\\srvsvc`` answered by our own code.
 
 Bytes from the engine go through ``dcerpc.RpcServerConnection`` (bind,
-reassembly); opnums 12 and 13 are decoded by ``ndr``, answered by ``rules``
-over the server's live session list, and encoded back; other srvsvc opnums
-get impacket's stock answers; anything else a proper fault. Responses of any
-size are fragmented here and handed out one PDU per message (message mode).
+reassembly); each opnum is decoded by its codec (``ndr``, ``srvsvc_ndr``),
+answered by pure rules (``rules``, ``srvsvc_rules``) over the server's live
+session list and its ``ServerIdentity``, and encoded back. Opnums answered:
+12 NetrSessionEnum, 13 NetrSessionDel, 15 NetrShareEnum, 16 NetrShareGetInfo,
+20 NetrShareCheck, 21 NetrServerGetInfo, 28 NetrRemoteTOD, 36
+NetrShareEnumSticky; any other gets the fault nca_s_op_rng_error. Responses of
+any size are fragmented here and handed out one PDU per message (message mode).
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
+import time
+from collections.abc import Callable
 
-from smbsessions.dcerpc import MAX_FRAG, Call, RpcServerConnection
+from smbsessions import srvsvc_ndr, srvsvc_rules
+from smbsessions.dcerpc import MAX_FRAG, AuthLevel, Call, RpcServerConnection
 from smbsessions.ndr import (
     OPNUM_NETR_SESSION_DEL,
     OPNUM_NETR_SESSION_ENUM,
@@ -20,7 +27,14 @@ from smbsessions.ndr import (
     encode_del_response,
     encode_enum_response,
 )
-from smbsessions.rules import Caller, SessionInfoPolicy, enumerate_sessions, select_sessions_to_delete
+from smbsessions.rpc_auth import NtlmRpcAcceptor, acceptor_factory
+from smbsessions.rules import (
+    ANONYMOUS,
+    Caller,
+    SessionInfoPolicy,
+    enumerate_sessions,
+    select_sessions_to_delete,
+)
 from smbsessions.server.types import CallerInfo, PipeFactory, ServerControl
 from smbsessions.status import DecodeError, RpcFaultStatus, net_api_status_name
 
@@ -34,12 +48,26 @@ class SrvsvcEndpoint:
         self.caller = caller
         self.control = control
         self.policy = policy
-        self._rights = Caller(authenticated=not caller.is_guest, admin=caller.is_admin)
+        self._smb_rights = Caller(authenticated=not caller.is_guest, admin=caller.is_admin)
+        identity = control.identity
         # Offer the largest fragment: the client's max_recv_frag still caps it (Samba and
         # impacket ask for 4280), and each fragment costs one SMB read round trip.
-        self._rpc = RpcServerConnection(max_frag=MAX_FRAG)
+        self._rpc = RpcServerConnection(
+            max_frag=MAX_FRAG,
+            acceptor_factory=acceptor_factory(control.lookup_nt_hash, identity.name, identity.domain),
+        )
         self._message = b""
         self._offset = 0
+        self._handlers: dict[int, Callable[[bytes], bytes]] = {
+            OPNUM_NETR_SESSION_ENUM: self._session_enum,
+            OPNUM_NETR_SESSION_DEL: self._session_del,
+            srvsvc_ndr.OPNUM_NETR_SHARE_ENUM: self._share_enum,
+            srvsvc_ndr.OPNUM_NETR_SHARE_ENUM_STICKY: self._share_enum_sticky,
+            srvsvc_ndr.OPNUM_NETR_SHARE_GET_INFO: self._share_get_info,
+            srvsvc_ndr.OPNUM_NETR_SHARE_CHECK: self._share_check,
+            srvsvc_ndr.OPNUM_NETR_SERVER_GET_INFO: self._server_get_info,
+            srvsvc_ndr.OPNUM_NETR_REMOTE_TOD: self._remote_tod,
+        }
 
     # ---- PipeEndpoint
 
@@ -61,18 +89,29 @@ class SrvsvcEndpoint:
 
     # ---- calls
 
+    @property
+    def _rights(self) -> Caller:
+        """Who the caller is for access checks: the RPC-level identity when the bind carried one.
+
+        As on Windows (the server impersonates the RPC client) and Samba (the bind's
+        session info), an RPC-authenticated user is the caller even if the SMB session
+        belongs to someone else; without RPC-level auth, the SMB session's user is.
+        """
+        acceptor = self._rpc.auth_acceptor
+        if not isinstance(acceptor, NtlmRpcAcceptor):
+            return self._smb_rights
+        identity = acceptor.identity
+        if identity.anonymous or identity.guest:
+            return ANONYMOUS
+        return Caller(authenticated=True, admin=self.control.is_admin(identity.user))
+
     def _dispatch(self, call: Call) -> None:
+        handler = self._handlers.get(call.opnum)
+        if handler is None:
+            self._rpc.fault(call, RpcFaultStatus.nca_s_op_rng_error)
+            return
         try:
-            if call.opnum == OPNUM_NETR_SESSION_ENUM:
-                self._rpc.respond(call, self._session_enum(call.stub))
-            elif call.opnum == OPNUM_NETR_SESSION_DEL:
-                self._rpc.respond(call, self._session_del(call.stub))
-            else:
-                answer = self.control.legacy_srvsvc(call.opnum, call.stub)
-                if answer is None:
-                    self._rpc.fault(call, RpcFaultStatus.nca_s_op_rng_error)
-                else:
-                    self._rpc.respond(call, answer)
+            self._rpc.respond(call, handler(call.stub))
         except DecodeError as exc:
             log.warning("bad opnum %d request from %s: %s", call.opnum, self._who(), exc)
             self._rpc.fault(call, RpcFaultStatus.RPC_X_BAD_STUB_DATA)
@@ -108,9 +147,48 @@ class SrvsvcEndpoint:
         )
         return encode_del_response(result.status)
 
+    def _share_enum(self, stub: bytes, sticky: bool = False) -> bytes:
+        request = srvsvc_ndr.decode_share_enum_request(stub)
+        result = srvsvc_rules.enumerate_shares(self.control.identity.shares(), request, self._rights, sticky)
+        log.info("NetrShareEnum%s by %s: level %d -> %s, %d entries", "Sticky" if sticky else "",
+                 self._who(), request.level, net_api_status_name(result.status), len(result.entries or ()))
+        return srvsvc_ndr.encode_share_enum_response(result)
+
+    def _share_enum_sticky(self, stub: bytes) -> bytes:
+        return self._share_enum(stub, sticky=True)
+
+    def _share_get_info(self, stub: bytes) -> bytes:
+        request = srvsvc_ndr.decode_share_get_info_request(stub)
+        result = srvsvc_rules.share_get_info(self.control.identity.shares(), request, self._rights)
+        log.info("NetrShareGetInfo by %s: %r level %d -> %s", self._who(), request.net_name, request.level,
+                 net_api_status_name(result.status))
+        return srvsvc_ndr.encode_share_get_info_response(result)
+
+    def _share_check(self, stub: bytes) -> bytes:
+        request = srvsvc_ndr.decode_share_check_request(stub)
+        result = srvsvc_rules.share_check(self.control.identity.shares(), request)
+        return srvsvc_ndr.encode_share_check_response(result)
+
+    def _server_get_info(self, stub: bytes) -> bytes:
+        request = srvsvc_ndr.decode_server_get_info_request(stub)
+        result = srvsvc_rules.server_get_info(self.control.identity, request, self._rights)
+        log.info("NetrServerGetInfo by %s: level %d -> %s", self._who(), request.level,
+                 net_api_status_name(result.status))
+        return srvsvc_ndr.encode_server_get_info_response(result)
+
+    def _remote_tod(self, stub: bytes) -> bytes:
+        srvsvc_ndr.decode_remote_tod_request(stub)
+        now = datetime.datetime.now().astimezone()
+        return srvsvc_ndr.encode_remote_tod_response(srvsvc_rules.remote_tod(now, time.monotonic()))
+
     def _who(self) -> str:
         name = self.caller.username or "(anonymous)"
-        return f"{name}@{self.caller.client_address}"
+        who = f"{name}@{self.caller.client_address}"
+        acceptor = self._rpc.auth_acceptor
+        if isinstance(acceptor, NtlmRpcAcceptor):
+            rpc_user = acceptor.identity.user or "(anonymous)"
+            who += f" (RPC auth {AuthLevel(self._rpc.auth_level).name} as {rpc_user!r})"
+        return who
 
 
 def srvsvc_factory(control: ServerControl, policy: SessionInfoPolicy) -> PipeFactory:
