@@ -639,6 +639,8 @@ class NtlmAcceptor:
 
         stored_hash = self._lookup(user) if user else None
         if stored_hash is None:
+            # The same work as a real check, so timing does not tell unknown users apart.
+            self._verify_ntlmv2(_UNKNOWN_USER_HASH, message, unicode)
             if user and self.guest_unknown_users:
                 self._finish(
                     NtlmIdentity(user, domain, workstation, anonymous=False, session_key=b"", guest=True)
@@ -700,6 +702,9 @@ class NtlmAcceptor:
     def _finish(self, identity: NtlmIdentity) -> None:
         self._identity = identity
         self._state = _State.COMPLETE
+
+
+_UNKNOWN_USER_HASH = secrets.token_bytes(16)
 
 
 def _utf16(text: str) -> bytes:
