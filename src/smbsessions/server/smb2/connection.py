@@ -176,8 +176,11 @@ class ServerConnection:
                 return self._smb1(frame)
             if frame[:4] == TRANSFORM_MAGIC:
                 session, plain = self._decrypt(frame)
+                # The reply is sealed with the keys that opened the request, even when the
+                # request (a re-authentication) replaces them.
+                security, session_id = session.security, session.id
                 out = self._smb2(plain, encrypted_by=session)
-                return [session.security.encrypt(o, session.id) for o in out] if out else []
+                return [security.encrypt(o, session_id) for o in out] if out else []
             return self._smb2(frame, encrypted_by=None)
         except (Smb2DecodeError, ProtocolStateError, _Drop) as exc:
             log.info("connection %s from %s dropped: %s", self.id, self.client_address, escape(str(exc)))

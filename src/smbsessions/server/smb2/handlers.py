@@ -66,7 +66,7 @@ from smbsessions.server.smb2.negotiate import (
     validate_negotiate_matches,
     validate_negotiate_output,
 )
-from smbsessions.server.smb2.session import PipeOpen, SmbSession, Tree
+from smbsessions.server.smb2.session import PipeOpen, SessionSecurity, SmbSession, Tree
 from smbsessions.server.smb2.state import ConnectionEvent, SessionEvent, SessionState, advance_connection
 from smbsessions.server.smb2_crypto import preauth_hash
 from smbsessions.status import NtStatus, ntstatus_name
@@ -236,11 +236,16 @@ def session_setup(conn: ServerConnection, message: Message, request: SessionSetu
     if header.session_id == 0 or session is None or session.state is not SessionState.IN_PROGRESS:
         # A new logon (or a re-authentication) replaces the connection's session: its trees and
         # opens, and the rights they were granted under, end here.
+        previous = session if session is not None and session.id == header.session_id else None
         conn.end_session()
         ntlm = NtlmAcceptor(conn.config.lookup_nt_hash, server_name=conn.config.server_name,
                             domain_name=conn.config.domain, allow_anonymous=conn.config.allow_anonymous)
         session_id = header.session_id or int.from_bytes(os.urandom(8), "little") | 1
         session = SmbSession(session_id, conn.preauth_hash, SpnegoAcceptor(ntlm))
+        if previous is not None:
+            # Re-authentication: the client keeps sealing and signing with the old keys
+            # until the new exchange has finished.
+            session.security = previous.security
         conn.session = session
     is_311 = conn.dialect is Dialect.SMB_3_1_1
     if is_311:
@@ -266,6 +271,7 @@ def session_setup(conn: ServerConnection, message: Message, request: SessionSetu
     if conn.config.require_encryption and (session.anonymous or dialect < Dialect.SMB_3_0
                                            or negotiated.cipher is None):
         return _logon_failed(conn, session, NtStatus.STATUS_ACCESS_DENIED, "encryption required")
+    session.security = SessionSecurity()  # a re-authentication's old keys end here
     if not session.anonymous:
         session.is_admin = conn.config.is_admin(session.user)
         session.security.establish(dialect, identity.session_key, session.preauth_hash,
