@@ -25,7 +25,7 @@ import struct
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from enum import IntEnum, IntFlag
+from enum import IntEnum
 
 from smbsessions.status import NtStatus, SmbSessionsError, ntstatus_name
 
@@ -38,8 +38,12 @@ class MessageType(IntEnum):
     AUTHENTICATE = 3
 
 
-class NegotiateFlags(IntFlag):
-    """NegotiateFlags (MS-NLMP 2.2.2.5)."""
+class NegotiateFlags(IntEnum):
+    """NegotiateFlags bits (MS-NLMP 2.2.2.5).
+
+    An IntEnum of single bits rather than an IntFlag: combining them gives plain
+    ints, and IntFlag arithmetic costs ~30x more on the logon path.
+    """
 
     UNICODE = 0x00000001
     OEM = 0x00000002
@@ -764,8 +768,9 @@ class NtlmSessionSecurity:
         self._in_sign_key = sign_key(exported_session_key, client_to_server=not outgoing_is_c2s)
         self._out_seal_key = seal_key(exported_session_key, flags, client_to_server=outgoing_is_c2s)
         self._in_seal_key = seal_key(exported_session_key, flags, client_to_server=not outgoing_is_c2s)
-        self._out_rc4 = Rc4(self._out_seal_key)
-        self._in_rc4 = Rc4(self._in_seal_key)
+        # RC4 handles are made on first use (an SMB logon may never need one).
+        self._out_rc4_handle: Rc4 | None = None
+        self._in_rc4_handle: Rc4 | None = None
         self._out_seq = 0
         self._in_seq = 0
 
@@ -776,26 +781,38 @@ class NtlmSessionSecurity:
         (Samba's gensec_ntlmssp_may_reset_crypto, pyspnego's _reset_ntlm_crypto_state).
         """
         if outgoing:
-            self._out_rc4 = Rc4(self._out_seal_key)
+            self._out_rc4_handle = None
         else:
-            self._in_rc4 = Rc4(self._in_seal_key)
+            self._in_rc4_handle = None
 
-    def _mac(self, key: bytes, rc4: Rc4, seq: int, message: bytes) -> bytes:
+    @property
+    def _out_rc4(self) -> Rc4:
+        if self._out_rc4_handle is None:
+            self._out_rc4_handle = Rc4(self._out_seal_key)
+        return self._out_rc4_handle
+
+    @property
+    def _in_rc4(self) -> Rc4:
+        if self._in_rc4_handle is None:
+            self._in_rc4_handle = Rc4(self._in_seal_key)
+        return self._in_rc4_handle
+
+    def _mac(self, key: bytes, outgoing: bool, seq: int, message: bytes) -> bytes:
         seq_bytes = struct.pack("<I", seq & 0xFFFFFFFF)
         checksum = _hmac_md5(key, seq_bytes + message)[:8]
         if self.flags & NegotiateFlags.KEY_EXCH:
-            checksum = rc4.update(checksum)
+            checksum = (self._out_rc4 if outgoing else self._in_rc4).update(checksum)
         return struct.pack("<I", 1) + checksum + seq_bytes
 
     def sign(self, message: bytes) -> bytes:
         """The 16-byte NTLMSSP_MESSAGE_SIGNATURE of an outgoing message."""
-        signature = self._mac(self._out_sign_key, self._out_rc4, self._out_seq, message)
+        signature = self._mac(self._out_sign_key, True, self._out_seq, message)
         self._out_seq += 1
         return signature
 
     def verify(self, message: bytes, signature: bytes) -> None:
         """Check an incoming message's signature; raises NtlmError if it does not match."""
-        expected = self._mac(self._in_sign_key, self._in_rc4, self._in_seq, message)
+        expected = self._mac(self._in_sign_key, False, self._in_seq, message)
         self._in_seq += 1
         if len(signature) != 16 or not hmac.compare_digest(expected, bytes(signature)):
             raise NtlmError(NtStatus.STATUS_INVALID_SIGNATURE, "NTLM message signature does not match")

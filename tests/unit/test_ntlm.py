@@ -276,10 +276,10 @@ def test_challenge_message_contents() -> None:
     challenge = parse_challenge(challenge_bytes)
     assert challenge.server_challenge == SERVER_CHALLENGE
     assert challenge.target_name == "WORKGROUP".encode("utf-16-le")
-    flags = NegotiateFlags(challenge.flags)
-    assert NegotiateFlags.UNICODE in flags and NegotiateFlags.OEM not in flags
+    flags = challenge.flags
+    assert flags & NegotiateFlags.UNICODE and not flags & NegotiateFlags.OEM
     for wanted in ("TARGET_INFO", "NTLM", "EXTENDED_SESSIONSECURITY", "KEY_EXCH", "SIGN", "SEAL", "KEY_128"):
-        assert NegotiateFlags[wanted] in flags
+        assert flags & NegotiateFlags[wanted]
     assert challenge.version is not None
     pairs = dict(decode_av_pairs(challenge.target_info))
     assert pairs[AvId.MsvAvNbDomainName] == "WORKGROUP".encode("utf-16-le")
