@@ -684,3 +684,37 @@ def test_fuzz_acceptor_mutated_authenticate(mutations: list[tuple[int, int]], cu
     else:
         # Only mutations outside the signed parts may pass (e.g. the Version field).
         assert acceptor.identity.user
+
+
+def test_oem_client() -> None:
+    # A client without UNICODE: strings travel in the OEM code page, NTOWFv2 still hashes UTF-16.
+    import hmac
+
+    oem_flags = NegotiateFlags.OEM | NegotiateFlags.NTLM | NegotiateFlags.EXTENDED_SESSIONSECURITY
+    acceptor = NtlmAcceptor(
+        _store(User=PASSWORD), server_name="S", domain_name="Dom", challenge=SERVER_CHALLENGE
+    )
+    challenge = acceptor.step(build_negotiate(oem_flags))
+    assert challenge is not None
+    parsed = parse_challenge(challenge)
+    assert parsed.flags & NegotiateFlags.OEM and not parsed.flags & NegotiateFlags.UNICODE
+    assert parsed.target_name == b"DOM"
+    key = ntowfv2(nt_hash(PASSWORD), USER, DOMAIN)
+    proof = hmac.digest(key, SERVER_CHALLENGE + V2_TEMP, "md5")
+    acceptor.step(
+        build_authenticate(
+            oem_flags,
+            lm_response=b"",
+            nt_response=proof + V2_TEMP,
+            domain=b"Domain",
+            user=b"User",
+            workstation=b"WS",
+            encrypted_random_session_key=b"",
+        )
+    )
+    assert (acceptor.identity.user, acceptor.identity.domain, acceptor.identity.workstation) == (
+        "User",
+        "Domain",
+        "WS",
+    )
+    assert acceptor.identity.session_key == hmac.digest(key, proof, "md5")
