@@ -307,6 +307,7 @@ class SpnegoAcceptor:
         self._raw = False
         self._mech_types_der = b""
         self._mic_required = False
+        self._hint_sent = False
         self._security: NtlmSessionSecurity | None = None
 
     @property
@@ -332,6 +333,12 @@ class SpnegoAcceptor:
 
     def _step(self, token: bytes) -> tuple[bytes, bool]:
         if self._state is _State.INITIAL:
+            if not token:
+                # The client asks the server to start (RFC 4178 5): offer our mechanisms, once.
+                if self._hint_sent:
+                    raise _malformed("empty SPNEGO token again")
+                self._hint_sent = True
+                return neg_token_init_hint(), False
             if token.startswith(SIGNATURE):
                 self._raw = True
                 challenge = self.ntlm.step(token)

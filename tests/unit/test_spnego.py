@@ -268,10 +268,21 @@ def test_mech_list_without_ntlm_is_refused() -> None:
 # --- bounded DER -------------------------------------------------------------------------
 
 
+def test_empty_first_token_gets_the_hint_once() -> None:
+    acceptor = _acceptor()
+    client = spnego.client("alice", "Secret1!", hostname="srv1", protocol="negotiate")
+    hint, done = acceptor.step(b"")
+    assert (hint, done) == (neg_token_init_hint(), False)
+    _pyspnego_exchange(client, acceptor, _cstep(client, hint))
+    with pytest.raises(SpnegoError):
+        again = _acceptor()
+        again.step(b"")
+        again.step(b"")
+
+
 @pytest.mark.parametrize(
     "token",
     [
-        b"",
         b"\x60",
         b"\x60\x80" + bytes(10),  # indefinite length
         b"\x60\x85\x00\x00\x00\x00\x01" + bytes(4),  # 5-byte length
