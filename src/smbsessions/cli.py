@@ -38,6 +38,7 @@ from .auth import (
 from .client import SessionClient
 from .levels import FALLBACK_ORDER, MAX_PREFERRED_LENGTH, U32_MAX, check_level
 from .output import FORMATS, write_sessions
+from .rpc_auth import RpcAuthLevel
 from .status import (
     AuthenticationError,
     HostTimeoutError,
@@ -99,6 +100,12 @@ def add_auth_arguments(
     group.add_argument("--anonymous", action="store_true", help="null session (no credentials)")
     group.add_argument("--timeout", type=positive_seconds, default=10.0, metavar="S", help=timeout_help)
     group.add_argument("--encrypt", action="store_true", help="require SMB 3 encryption")
+
+
+def add_rpc_auth_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rpc-auth", choices=[level.value for level in RpcAuthLevel], metavar="LEVEL",
+                        help="also authenticate the DCE/RPC bind (NTLM) at this level: connect, integrity "
+                             "(signed calls) or privacy (sealed calls), for servers that demand it")
 
 
 def _integer(text: str) -> int:
@@ -165,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     enum = commands.add_parser("enum", help="list the sessions on a server (NetSessionEnum)")
     _add_target(enum)
     add_auth_arguments(enum)
+    add_rpc_auth_argument(enum)
     enum.add_argument("--level", type=level_number,
                       help="0, 1, 2, 10 or 502 (default: the richest the server allows)")
     enum.add_argument("--client", metavar="NAME", help="only sessions from this client (\\\\NAME or IP)")
@@ -177,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     get = commands.add_parser("get", help="one user's session from one client (NetSessionGetInfo)")
     _add_target(get)
     add_auth_arguments(get)
+    add_rpc_auth_argument(get)
     get.add_argument("--client", metavar="NAME", required=True)
     get.add_argument("--user", metavar="NAME", required=True)
     get.add_argument("--level", type=level_number)
@@ -186,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     delete = commands.add_parser("delete", help="disconnect sessions (NetSessionDel)")
     _add_target(delete)
     add_auth_arguments(delete)
+    add_rpc_auth_argument(delete)
     delete.add_argument("--client", metavar="NAME", help="disconnect every session from this client")
     delete.add_argument("--user", metavar="NAME", help="disconnect every session of this user")
     delete.add_argument("--all", action="store_true",
@@ -266,7 +276,7 @@ def _connect(args: argparse.Namespace) -> SessionClient:
     port = args.port or target.port or DEFAULT_PORT
     log.info("connecting to %s port %d as %s", target.host, port, credentials)
     return SessionClient(target.host, port, credentials=credentials, timeout=args.timeout,
-                         require_encryption=args.encrypt)
+                         require_encryption=args.encrypt, rpc_auth=args.rpc_auth)
 
 
 # --------------------------------------------------------------------------- commands

@@ -37,6 +37,7 @@ from .ndr import (
     encode_del_request,
     encode_enum_request,
 )
+from .rpc_auth import NtlmRpcInitiator, RpcAuthLevel
 from .rules import canonical_client_name, not_found_status, session_matches
 from .status import HostTimeoutError, NetApiError, NetApiStatus, ProtocolError, TransportError
 from .transport import SmbPipe
@@ -146,15 +147,26 @@ class SessionClient:
         credentials: Credentials,
         timeout: float = 10.0,
         require_encryption: bool = False,
+        rpc_auth: RpcAuthLevel | str | None = None,
     ) -> None:
+        """``rpc_auth`` (connect, integrity, privacy): also authenticate the DCE/RPC bind with NTLM
+        at that level, for servers that demand RPC-level authentication on the pipe."""
         self.host = host
+        self.rpc_auth = None if rpc_auth is None else RpcAuthLevel(rpc_auth)
         self.port = port
         self.credentials = credentials
         self.timeout = timeout
         self.require_encryption = require_encryption
         self._pipe: SmbPipe | None = None
         self._aborted = False
-        self._rpc = RpcClientConnection(max_xmit_frag=DEFAULT_MAX_FRAG, max_recv_frag=MAX_FRAG)
+        self._rpc = self._new_rpc()
+
+    def _new_rpc(self) -> RpcClientConnection:
+        if self.rpc_auth is None:
+            return RpcClientConnection(max_xmit_frag=DEFAULT_MAX_FRAG, max_recv_frag=MAX_FRAG)
+        return RpcClientConnection(max_xmit_frag=DEFAULT_MAX_FRAG, max_recv_frag=MAX_FRAG,
+                                   auth=NtlmRpcInitiator(self.credentials, self.host),
+                                   auth_level=self.rpc_auth.auth_level)
 
     # ---- connection
 
@@ -166,7 +178,7 @@ class SessionClient:
             if not self._pipe.closed:
                 return self
             self._pipe = None  # the connection was lost: start over
-        self._rpc = RpcClientConnection(max_xmit_frag=DEFAULT_MAX_FRAG, max_recv_frag=MAX_FRAG)
+        self._rpc = self._new_rpc()
         pipe = SmbPipe.open(
             self.host,
             self.port,
@@ -177,6 +189,9 @@ class SessionClient:
         try:
             reply = pipe.transceive(self._rpc.bind(), MAX_FRAG)
             self._rpc.receive_bind_ack(reply)
+            auth3 = self._rpc.auth3()
+            if auth3 is not None:  # RPC-level auth: the third leg has no answer
+                pipe.write(auth3, timeout=self.timeout)
         except BaseException:
             pipe.close()
             raise

@@ -528,6 +528,33 @@ def check_verifier(pdu: Pdu, expected: SecTrailer, security: PacketSecurity) -> 
     return pdu
 
 
+# MS-RPCE 2.2.2.13: the rpc_sec_verification_trailer a client may append to a request stub
+# (Windows and Samba do at PKT_INTEGRITY and above): magic, then commands up to SEC_VT_COMMAND_END.
+VERIFICATION_TRAILER_MAGIC = bytes((0x8A, 0xE3, 0x13, 0x71, 0x02, 0xF4, 0x36, 0x71))
+_SEC_VT_COMMAND_END = 0x4000
+_SEC_VT_COMMAND = struct.Struct("<HH")
+
+
+def strip_verification_trailer(stub: bytes) -> bytes:
+    """The request stub without its verification trailer (unchanged if it has none).
+
+    The trailer starts 4-byte aligned at the last occurrence of the magic, and its
+    commands must run exactly to the end of the stub; anything else is stub data.
+    Its contents (bitmask, presentation context, header copy) only restate what the
+    signed header and the bind already establish, so they are not checked further.
+    """
+    position = stub.rfind(VERIFICATION_TRAILER_MAGIC)
+    if position < 0 or position % 4:
+        return stub
+    offset = position + len(VERIFICATION_TRAILER_MAGIC)
+    while offset + _SEC_VT_COMMAND.size <= len(stub):
+        command, length = _SEC_VT_COMMAND.unpack_from(stub, offset)
+        offset += _SEC_VT_COMMAND.size + length
+        if command & _SEC_VT_COMMAND_END:
+            return stub[:position] if offset == len(stub) else stub
+    return stub
+
+
 def fault_pdu(call_id: int, status: int, context_id: int = 0) -> bytes:
     """A complete fault PDU (did-not-execute is implied for our refusals)."""
     return _pdu(PType.FAULT, PFC_FIRST_FRAG | PFC_LAST_FRAG | 0x20, call_id,
@@ -849,7 +876,8 @@ class RpcServerConnection:
         if not pdu.last:
             return None
         self._request = None
-        return Call(pending.call_id, pending.context_id, pending.opnum, b"".join(pending.parts))
+        stub = strip_verification_trailer(b"".join(pending.parts))
+        return Call(pending.call_id, pending.context_id, pending.opnum, stub)
 
     def _check_auth(self, pdu: Pdu) -> Pdu | None:
         """The request PDU with a clear body, or None once it has been refused (as Samba refuses)."""

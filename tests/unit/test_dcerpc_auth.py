@@ -282,3 +282,29 @@ def test_client_needs_an_ntlm_account() -> None:
 
 
 _ = SessionInfo  # re-exported fixtures use it
+
+
+def _verification_trailer(commands: list[tuple[int, bytes]]) -> bytes:
+    return dcerpc.VERIFICATION_TRAILER_MAGIC + b"".join(
+        struct.pack("<HH", command, len(body)) + body for command, body in commands)
+
+
+SAMBA_LIKE_TRAILER = _verification_trailer([
+    (0x0001, struct.pack("<I", 1)),  # SEC_VT_COMMAND_BITMASK_1: client supports header signing
+    (0x0002, SRVSVC.pack() + NDR20.pack()),  # SEC_VT_COMMAND_PCONTEXT
+    (0x4003, struct.pack("<B3xIIHH", 0, 0x10, 2, 0, 12)),  # SEC_VT_COMMAND_HEADER2 | END
+])
+
+
+def test_verification_trailer_is_stripped_before_the_stub_is_decoded() -> None:
+    stub = encode_enum_request(EnumRequest(1))
+    padded = stub + b"\0" * (-len(stub) % 4)
+    assert dcerpc.strip_verification_trailer(padded + SAMBA_LIKE_TRAILER) == padded
+    # Not a trailer: misaligned, unterminated, or followed by more bytes.
+    for data in (b"x" + SAMBA_LIKE_TRAILER, padded + SAMBA_LIKE_TRAILER[:-4],
+                 padded + SAMBA_LIKE_TRAILER + b"\0\0\0\0", padded + dcerpc.VERIFICATION_TRAILER_MAGIC):
+        assert dcerpc.strip_verification_trailer(data) == data
+    # Through the endpoint at PKT_PRIVACY, as Samba's clients send it.
+    harness = AuthHarness(ALICE, AuthLevel.PKT_PRIVACY)
+    response = decode_enum_response(harness.call(12, padded + SAMBA_LIKE_TRAILER))
+    assert response.status == 0 and response.entries == [info.project(1) for _, info in SESSIONS]
