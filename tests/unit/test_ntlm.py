@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pytest
 import spnego
 import spnego.iov
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from impacket import ntlm as impacket_ntlm
 
@@ -716,3 +716,25 @@ def test_oem_client() -> None:
         "WS",
     )
     assert acceptor.identity.session_key == hmac.digest(key, proof, "md5")
+
+
+_names = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\\@/:"),
+    min_size=1,
+    max_size=20,
+)
+
+
+@given(_names, st.text(max_size=30), st.sampled_from(["", "CORP", "ünïcödé", "ß-dom"]))
+@example("straße", "pässwörd", "CORP")  # str.upper() gives "STRASSE", Windows "STRAßE": both accepted
+@example("ŉ-user", "x", "")
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_pyspnego_logon_with_any_names(user: str, password: str, domain: str) -> None:
+    # Any user name, password and domain pyspnego can send verifies (upper-casing included).
+    principal = f"{domain}\\{user}" if domain else user
+    client = spnego.client(principal, password, hostname="srv1", protocol="ntlm")
+    hashes = {user: nt_hash(password)}
+    acceptor = NtlmAcceptor(hashes.get, server_name="SRV1", domain_name="WORKGROUP")
+    _pyspnego_logon(client, acceptor)
+    assert (acceptor.identity.user, acceptor.identity.domain) == (user, domain)
+    assert acceptor.identity.session_key == client.session_key
