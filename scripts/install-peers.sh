@@ -3,13 +3,13 @@
 #
 # Interop tests run a private Samba smbd on a loopback port and use rpcclient,
 # nss_wrapper (fake Unix accounts, so /etc/passwd is never edited) and Samba's
-# own Python bindings as a second NDR implementation. This script installs the
+# own Python bindings as a second NDR implementation, and smbtorture's rpc.srvsvc. This script installs the
 # Debian packages that provide them, when run as root and something is missing.
 # Without root it explains why it skips and exits 0: the interop tests then skip
 # themselves with a visible reason.
 set -u
 
-PACKAGES="samba smbclient samba-common-bin libnss-wrapper python3-samba"
+PACKAGES="samba smbclient samba-common-bin libnss-wrapper python3-samba samba-testsuite"
 
 find_nss_wrapper() {
     local f
@@ -24,6 +24,7 @@ missing_peers() {
     local missing=""
     command -v smbd >/dev/null 2>&1 || [ -x /usr/sbin/smbd ] || missing="$missing smbd"
     command -v rpcclient >/dev/null 2>&1 || missing="$missing rpcclient"
+    command -v smbtorture >/dev/null 2>&1 || missing="$missing smbtorture"
     find_nss_wrapper >/dev/null || missing="$missing libnss_wrapper.so"
     /usr/bin/python3 -c 'import samba.dcerpc.srvsvc' >/dev/null 2>&1 \
         || missing="$missing python3-samba"
@@ -32,7 +33,7 @@ missing_peers() {
 
 missing="$(missing_peers)"
 if [ -z "$missing" ]; then
-    echo "install-peers: all present (smbd, rpcclient, libnss_wrapper.so, python3-samba)"
+    echo "install-peers: all present (smbd, rpcclient, smbtorture, libnss_wrapper.so, python3-samba)"
     exit 0
 fi
 
