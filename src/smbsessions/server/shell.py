@@ -31,6 +31,7 @@ import logging
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
 from smbsessions.levels import SessionInfo
@@ -190,6 +191,7 @@ class _SmbProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self.core is not None:
+            self.server._retire_counters(self.core.counters)
             self.core.close("connection lost")
             LOG.info("connection %s from %s closed", self.id, escape(self.client_address))
         self.server._forget(self)
@@ -279,6 +281,7 @@ class SessionServer(ServerControl):
         self._table = SessionTable(decoys)
         self._lock = threading.Lock()
         self._connections: dict[str, _SmbProtocol] = {}
+        self._retired: Counter[str] = Counter()
         self._ids = itertools.count(1)
         self._stopping = False
         self._stop_requested = threading.Event()
@@ -437,6 +440,20 @@ class SessionServer(ServerControl):
     def set_decoys(self, decoys: Sequence[SessionInfo]) -> None:
         """Replace the sessions-file decoys (listed after the live sessions)."""
         self._table.set_decoys(decoys)
+
+    def counters(self) -> dict[str, int]:
+        """Requests seen ``signed`` (verified), ``encrypted``, refused for ``bad_signature``,
+        over every connection so far."""
+        with self._lock:
+            total = Counter(self._retired)
+            live = [p.core for p in self._connections.values() if p.core is not None]
+        for core in live:
+            total.update(core.counters)
+        return dict(total)
+
+    def _retire_counters(self, counters: Counter[str]) -> None:
+        with self._lock:
+            self._retired.update(counters)
 
     def connection_count(self) -> int:
         with self._lock:

@@ -14,6 +14,7 @@ import logging
 import os
 import struct
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -128,6 +129,9 @@ class ServerConnection:
         self.session: SmbSession | None = None  # one session per connection
         self.close_reason = ""
         self._next_file = 1
+        # What this connection carried, for operators and tests: requests seen signed (and
+        # verified), requests that arrived encrypted, requests refused for a bad signature.
+        self.counters: Counter[str] = Counter()
 
     # ----------------------------------------------------------------- public
 
@@ -179,6 +183,7 @@ class ServerConnection:
                 # The reply is sealed with the keys that opened the request, even when the
                 # request (a re-authentication) replaces them.
                 security, session_id = session.security, session.id
+                self.counters["encrypted"] += 1
                 out = self._smb2(plain, encrypted_by=session)
                 return [security.encrypt(o, session_id) for o in out] if out else []
             return self._smb2(frame, encrypted_by=None)
@@ -305,9 +310,11 @@ class ServerConnection:
                 if header.flags & HeaderFlags.SIGNED:
                     if not session.security.verify(message.raw, header.message_id,
                                                    command == Command.CANCEL):
+                        self.counters["bad_signature"] += 1
                         log.warning("connection %s from %s: bad signature on %s, refused", self.id,
                                     self.client_address, _command_name(command))
                         return self._error(header, NtStatus.STATUS_ACCESS_DENIED), file_id
+                    self.counters["signed"] += 1
                 elif session.signing_required and command != Command.SESSION_SETUP:
                     return self._error(header, NtStatus.STATUS_ACCESS_DENIED), file_id
                 sign = True

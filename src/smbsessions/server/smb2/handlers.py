@@ -175,9 +175,11 @@ def _now() -> int:
 
 
 def _who(session: SmbSession) -> str:
+    """``user=... domain=... workstation=...`` with every client-chosen value escaped."""
     if session.anonymous:
-        return "(anonymous)"
-    return escape(f"{session.domain}\\{session.user}" if session.domain else session.user)
+        return f"user=(anonymous) workstation={escape(session.workstation)!s}"
+    return (f"user={escape(session.user)} domain={escape(session.domain)} "
+            f"workstation={escape(session.workstation)}")
 
 
 # --------------------------------------------------------------------------- negotiate
@@ -284,9 +286,8 @@ def session_setup(conn: ServerConnection, message: Message, request: SessionSetu
     session.advance(SessionEvent.SUCCEEDED)
     session.acceptor = None
     conn.logon_succeeded(session)
-    log.info("connection %s from %s: logon %s workstation=%s dialect=%s -> %s%s", conn.id,
-             conn.client_address, _who(session), escape(session.workstation), dialect.label,
-             "STATUS_SUCCESS", " (admin)" if session.is_admin else "")
+    log.info("connection %s from %s: logon %s dialect=%s -> STATUS_SUCCESS%s", conn.id,
+             conn.client_address, _who(session), dialect.label, " (admin)" if session.is_admin else "")
     return Result(body=codec.session_setup_response(int(flags), token or b""), session_id=session.id,
                   signer=session, force_sign=session.security.can_sign)
 
@@ -309,8 +310,8 @@ def _attempted(session: SmbSession) -> str:
         return raw.decode(codec_name, errors="replace")
 
     user, domain = text(message.user), text(message.domain)
-    who = f"{domain}\\{user}" if domain else user
-    return f"{escape(who) or '(anonymous)'} workstation={escape(text(message.workstation))}"
+    return (f"user={escape(user) or '(anonymous)'} domain={escape(domain)} "
+            f"workstation={escape(text(message.workstation))}")
 
 
 def _logon_failed(conn: ServerConnection, session: SmbSession, status: NtStatus, reason: str) -> Result:
