@@ -13,8 +13,10 @@
 from __future__ import annotations
 
 import struct
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -208,3 +210,25 @@ def test_aiosmb_with_force_rpc_auth_lists_sessions_and_shares(srv: Running, leve
     sessions, shares = asyncio.run(asyncio.wait_for(run(), 60))
     assert sessions == [("alice", "127.0.0.1")]
     assert shares[0] == ("IPC$", 0x80000003) and [name for name, _ in shares] == SHARE_NAMES
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+@pytest.mark.parametrize("level", ["integrity", "privacy"])
+def test_cli_enum_with_rpc_auth(srv: Running, level: str) -> None:
+    import json
+    import shutil
+    import sys
+
+    command = shutil.which("smbsessions", path=str(Path(sys.executable).parent))
+    assert command
+    env = {"SMBSESSIONS_PASSWORD": ACCOUNTS["alice"][0], "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([command, "enum", "127.0.0.1", "--port", str(srv.port), "-U", "alice",
+                             "--rpc-auth", level, "--level", "502", "--format", "json"],
+                            capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert [row["user_name"] for row in json.loads(result.stdout)] == ["alice"]
+    bad = subprocess.run([command, "enum", "127.0.0.1", "--rpc-auth", "loud"], capture_output=True,
+                         text=True, env=env, timeout=60, check=False)
+    assert bad.returncode == 2 and "--rpc-auth" in bad.stderr

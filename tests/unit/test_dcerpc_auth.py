@@ -11,6 +11,8 @@ import struct
 
 import pytest
 import spnego
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from smbsessions import dcerpc, srvsvc_ndr
 from smbsessions.auth import Credentials
@@ -308,3 +310,42 @@ def test_verification_trailer_is_stripped_before_the_stub_is_decoded() -> None:
     harness = AuthHarness(ALICE, AuthLevel.PKT_PRIVACY)
     response = decode_enum_response(harness.call(12, padded + SAMBA_LIKE_TRAILER))
     assert response.status == 0 and response.entries == [info.project(1) for _, info in SESSIONS]
+
+
+# --------------------------------------------------------------------------- hostile input
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(level=st.sampled_from(LEVELS), data=st.data())
+def test_mutated_signed_requests_only_ever_get_pdus_back(level: int, data: st.DataObject) -> None:
+    harness = AuthHarness(ALICE, level)
+    pdus = harness.rpc.request(12, encode_enum_request(EnumRequest(1)))
+    raw = bytearray(b"".join(pdus))
+    for _ in range(data.draw(st.integers(1, 3))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    harness.endpoint.write(bytes(raw[: data.draw(st.integers(0, len(raw)))]))
+    for _ in range(50):
+        message = read_message(harness.endpoint)
+        if not message:
+            break
+        assert parse_pdu(message).ptype in (PType.RESPONSE, PType.FAULT)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(auth_type=st.integers(0, 255), level=st.integers(0, 255), token=st.binary(max_size=120),
+       legs=st.lists(st.tuples(st.sampled_from([PType.AUTH3, PType.ALTER_CONTEXT, PType.BIND]),
+                               st.binary(max_size=80)), max_size=3))
+def test_random_auth_legs_never_raise(auth_type: int, level: int, token: bytes,
+                                      legs: list[tuple[int, bytes]]) -> None:
+    endpoint = SrvsvcEndpoint(caller(), FakeControl(SESSIONS), SessionInfoPolicy.ADMINS)
+    endpoint.write(_raw_bind(auth_type, level, token))
+    body = dcerpc.encode_bind(Bind(4280, 4280, 0, (ContextElement(0, SRVSVC, (NDR20,)),)))
+    for ptype, leg in legs:
+        leg_body = b"\0" * 4 if ptype == PType.AUTH3 else body
+        endpoint.write(dcerpc._pdu_with_auth(ptype, 3, 2, leg_body, SecTrailer(auth_type, level, 0, 7), leg))
+    endpoint.write(dcerpc.fragment(PType.REQUEST, 9, 0, encode_enum_request(EnumRequest(0)), 4280, 12)[0])
+    for _ in range(20):
+        message = read_message(endpoint)
+        if not message:
+            break
+        parse_pdu(message)
