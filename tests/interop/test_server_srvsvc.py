@@ -142,6 +142,17 @@ def test_rpcclient_srvinfo_at_every_level(srv: Running) -> None:
         assert "WERR_INVALID_LEVEL" in srv.rpcclient(f"srvinfo {level}")
 
 
+@needs_rpcclient
+def test_rpcclient_levels_it_cannot_print_come_back_in_its_ndr_dump(srv: Running) -> None:
+    # rpcclient has no printer for share level 0 and server level 100; its -d10 dump shows the answer.
+    output = srv.rpcclient("netshareenumall 0", extra=("-d10",))
+    assert "union srvsvc_NetShareCtr(case 0)" in output and re.search(r"result\s+: WERR_OK", output)
+    assert re.findall(r"^\s+name\s+: '(.*)'$", output, re.M) == SHARE_NAMES
+    output = srv.rpcclient("srvinfo 100", extra=("-d10",))
+    assert "union srvsvc_NetSrvInfo(case 100)" in output and re.search(r"result\s+: WERR_OK", output)
+    assert re.search(rf"server_name\s+: '{SERVER_NAME}'", output) and "PLATFORM_ID_NT (500)" in output
+
+
 @pytest.mark.skipif(SMBCLIENT is None, reason="smbclient not installed")
 def test_smbclient_lists_ipc_as_ipc(srv: Running) -> None:
     assert SMBCLIENT
