@@ -58,3 +58,17 @@ def test_account_store_is_case_insensitive() -> None:
         assert server.lookup_nt_hash("carol") is None and not server.is_admin("carol")
     finally:
         server.stop()
+
+
+def test_the_server_and_demo_never_import_impacket() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "import smbsessions.cli, smbsessions.demo, smbsessions.server.cli, smbsessions.server.shell\n"
+            "import smbsessions.server.srvsvc\n"
+            "from smbsessions.server.shell import build_server\n"
+            "build_server('127.0.0.1', 0, accounts=['a:b']).stop()\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'impacket'))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "[]"

@@ -424,3 +424,127 @@ def test_credit_window_grants_within_the_cap_and_never_strands_the_client() -> N
     assert window.consume(2) and window.consume(4) and window.available == 0
     assert window.grant(0) == 1  # at least one while none are left
     assert window.consume(5, charge=1)
+
+
+# ---------------------------------------------------------------- a full NTLM logon, signing
+
+
+def ntlm_logon(client: Client, password: str = "alicepw") -> bytes:
+    """Log on as alice with pyspnego's NTLM client (raw NTLMSSP); returns the session key."""
+    import spnego
+
+    from smbsessions.server import smb2_crypto
+
+    ntlm = spnego.client("alice", password, protocol="ntlm")
+    preauth = client.conn.preauth_hash
+    request = client.message(smb2.SMB2_SESSION_SETUP, _setup_body(ntlm.step()))
+    out = client.send(request)
+    header = codec.decode_header(out[0])
+    assert header.status == NtStatus.STATUS_MORE_PROCESSING_REQUIRED
+    client.session_id = header.session_id
+    preauth = smb2_crypto.preauth_hash(smb2_crypto.preauth_hash(preauth, request), out[0])
+    request = client.message(smb2.SMB2_SESSION_SETUP, _setup_body(ntlm.step(_security_buffer(out[0][64:]))))
+    preauth = smb2_crypto.preauth_hash(preauth, request)
+    out = client.send(request)
+    header = codec.decode_header(out[0])
+    assert header.status == 0, hex(header.status)
+    client.preauth = preauth  # type: ignore[attr-defined]
+    return bytes(ntlm.session_key)
+
+
+def _setup_body(token: bytes) -> bytes:
+    request = smb2.SMB2SessionSetup()
+    request["SecurityMode"] = 2  # signing required by the client
+    request["SecurityBufferLength"] = len(token)
+    request["Buffer"] = token
+    return bytes(request.getData())
+
+
+def _signed(client: Client, message: bytes, key: bytes, algorithm: int) -> bytes:
+    from smbsessions.server import smb2_crypto
+
+    flagged = message[:16] + struct.pack("<I", struct.unpack_from("<I", message, 16)[0] | 8) + message[20:]
+    return smb2_crypto.write_signature(flagged, smb2_crypto.sign(algorithm, key, flagged, is_response=False))
+
+
+@pytest.mark.parametrize("dialect", [0x0202, 0x0210, 0x0300, 0x0302, 0x0311])
+def test_ntlm_logon_signs_and_a_tampered_signature_is_refused(dialect: int) -> None:
+    from smbsessions.server import smb2_crypto
+
+    client = Client()
+    if dialect == 0x0311:
+        client.send(client.message(smb2.SMB2_NEGOTIATE, _negotiate_body_311()))
+    else:
+        client.negotiate([dialect])
+    session_key = ntlm_logon(client)
+    keys = smb2_crypto.derive_session_keys(dialect, session_key, getattr(client, "preauth", None), None)
+    algorithm = smb2_crypto.default_signing_algorithm(dialect)
+    assert client.conn.authenticated and client.conn.session is not None
+    assert client.conn.session.signing_required
+
+    echo = struct.pack("<HH", 4, 0)
+    good = _signed(client, client.message(smb2.SMB2_ECHO, echo), keys.signing_key, algorithm)
+    [reply] = client.send(good)
+    assert codec.decode_header(reply).status == 0
+    # The reply is signed with the same key.
+    assert smb2_crypto.verify(algorithm, keys.signing_key, reply, is_response=True)
+
+    tampered = bytearray(_signed(client, client.message(smb2.SMB2_TREE_CONNECT, _tree_body()),
+                                 keys.signing_key, algorithm))
+    tampered[-2] ^= 0x01  # one bit of the path
+    [reply] = client.send(bytes(tampered))
+    assert codec.decode_header(reply).status == NtStatus.STATUS_ACCESS_DENIED
+    assert client.conn.counters["bad_signature"] == 1 and not client.conn.session.trees
+    # Unsigned requests on a session that requires signing are refused too.
+    [reply] = client.send(client.message(smb2.SMB2_TREE_CONNECT, _tree_body()))
+    assert codec.decode_header(reply).status == NtStatus.STATUS_ACCESS_DENIED
+    # And the connection still serves properly signed requests.
+    [reply] = client.send(_signed(client, client.message(smb2.SMB2_TREE_CONNECT, _tree_body()),
+                                  keys.signing_key, algorithm))
+    assert codec.decode_header(reply).status == 0
+
+
+def _tree_body() -> bytes:
+    request = smb2.SMB2TreeConnect()
+    path = r"\\srv\IPC$".encode("utf-16-le")
+    request["PathLength"] = len(path)
+    request["Buffer"] = path
+    return bytes(request.getData())
+
+
+def test_wrong_password_is_logon_failure_and_leaves_no_session() -> None:
+    import spnego
+
+    client = Client()
+    client.negotiate([0x0210])
+    ntlm = spnego.client("alice", "wrong", protocol="ntlm")
+    status, body, _ = client.session_setup(ntlm.step())
+    status, _, _ = client.session_setup(ntlm.step(_security_buffer(body)))
+    assert status == NtStatus.STATUS_LOGON_FAILURE
+    assert client.conn.session is None and not client.conn.logged_on
+
+
+def test_encrypted_requests_are_decrypted_and_answered_sealed() -> None:
+    from smbsessions.server import smb2_crypto
+
+    client = Client()
+    body = _negotiate_body_311()
+    # Offer AES-256-GCM only.
+    request = client.message(smb2.SMB2_NEGOTIATE, body[:32] + struct.pack("<H", 2) + body[34:]
+                             + b"\0" * (-len(body) % 8) + cipher_context(4))
+    [reply] = client.send(request)
+    assert codec.decode_header(reply).status == 0
+    assert client.conn.negotiated is not None and client.conn.negotiated.cipher == 4
+    session_key = ntlm_logon(client)
+    keys = smb2_crypto.derive_session_keys(0x0311, session_key, client.preauth, 4)  # type: ignore[attr-defined]
+    echo = client.message(smb2.SMB2_ECHO, struct.pack("<HH", 4, 0))
+    sealed = smb2_crypto.encrypt(4, keys.decryption_key, client.session_id, echo)  # client->server key
+    [reply] = client.send(sealed)
+    session_id, plain = smb2_crypto.decrypt(4, keys.encryption_key, reply)
+    assert session_id == client.session_id and codec.decode_header(plain).status == 0
+    assert client.conn.counters["encrypted"] == 1
+    # A sealed frame that does not authenticate drops the connection (MS-SMB2 3.3.5.2.1.1).
+    broken = bytearray(smb2_crypto.encrypt(4, keys.decryption_key, client.session_id,
+                                           client.message(smb2.SMB2_ECHO, struct.pack("<HH", 4, 0))))
+    broken[-1] ^= 1
+    assert client.send(bytes(broken)) == [] and client.conn.closed
