@@ -88,7 +88,8 @@ class AuthLevel(IntEnum):
 
 
 # The bind authenticates the association; from CALL up every request and response
-# carries a verifier (CALL and PKT are checked as PKT_INTEGRITY, as Samba does).
+# carries a verifier (CALL and PKT are checked as PKT_INTEGRITY, as Samba does; a request
+# without one is accepted at those two levels only, as Samba 4.17 accepts impacket's).
 SIGNED_LEVELS = frozenset({AuthLevel.CALL, AuthLevel.PKT, AuthLevel.PKT_INTEGRITY, AuthLevel.PKT_PRIVACY})
 SEC_TRAILER = struct.Struct("<BBBBI")
 AUTH_PAD_ALIGNMENT = 16  # request/response stubs are padded so the sec_trailer follows a 16-byte multiple
@@ -895,6 +896,10 @@ class RpcServerConnection:
             return None
         if auth.trailer.auth_level not in SIGNED_LEVELS:
             return pdu  # CONNECT: the bind was authenticated, requests need no verifier
+        if not pdu.auth_length and auth.trailer.auth_level in (AuthLevel.CALL, AuthLevel.PKT):
+            # impacket binds at PKT and then sends its requests unsigned; Samba 4.17 accepts
+            # them (measured), so do we. A verifier, when present, is checked as for integrity.
+            return pdu
         if auth.security is None or not pdu.auth_length:
             self._refuse(pdu, RpcFaultStatus.nca_s_proto_error)
             return None

@@ -71,7 +71,7 @@ def _wait_users(srv: Running, expected: list[str]) -> list[str]:
     return _live_users(srv)
 
 
-IMPACKET_LEVELS = [None, 2, 5, 6]  # none, CONNECT, PKT_INTEGRITY, PKT_PRIVACY
+IMPACKET_LEVELS = [None, 2, 4, 5, 6]  # none, CONNECT, PKT (impacket then signs nothing), INTEGRITY, PRIVACY
 
 
 def test_impacket_enum_and_del_behave_the_same_with_and_without_rpc_auth(srv: Running) -> None:
@@ -232,3 +232,33 @@ def test_cli_enum_with_rpc_auth(srv: Running, level: str) -> None:
     bad = subprocess.run([command, "enum", "127.0.0.1", "--rpc-auth", "loud"], capture_output=True,
                          text=True, env=env, timeout=60, check=False)
     assert bad.returncode == 2 and "--rpc-auth" in bad.stderr
+
+
+@pytest.mark.parametrize("level", [4, 5, 6])  # PKT, PKT_INTEGRITY, PKT_PRIVACY
+def test_impacket_with_rpc_auth_gets_the_same_answer_from_samba_and_ours(
+    srv: Running, samba: SambaServer, level: int
+) -> None:
+    """Samba is the reference for what RPC-level auth looks like from impacket's side.
+
+    (At CONNECT Samba refuses srvsvc calls: its "allow dcerpc auth level connect" defaults to no.
+    Windows allows CONNECT; so does our server.)
+    """
+    from impacket.dcerpc.v5 import srvs, transport
+
+    def statuses(host: str, port: int, user: str, password: str) -> list[int]:
+        rpc = transport.SMBTransport(host, dstport=port, filename=r"\srvsvc", username=user, password=password)
+        dce = rpc.get_dce_rpc()
+        dce.set_credentials(user, password)
+        dce.set_auth_level(level)
+        dce.connect()
+        try:
+            dce.bind(srvs.MSRPC_UUID_SRVS)
+            enum = srvs.hNetrSessionEnum(dce, "\0", "\0", 1)
+            shares = srvs.hNetrShareEnum(dce, 1)
+            return [enum["ErrorCode"], int(enum["TotalEntries"] >= 1), shares["ErrorCode"]]
+        finally:
+            dce.disconnect()
+
+    theirs = statuses(samba.host, samba.port, samba.admin.name, samba.admin.password)
+    ours = statuses("127.0.0.1", srv.port, "alice", ACCOUNTS["alice"][0])
+    assert theirs == ours == [0, 1, 0]

@@ -145,12 +145,22 @@ def test_a_tampered_request_is_refused_and_the_pipe_goes_quiet(level: int, where
     assert pdu.ptype == PType.FAULT and dcerpc.decode_fault(pdu).status == RpcFaultStatus.rpc_s_access_denied
 
 
-def test_a_request_without_verifier_is_refused_at_integrity() -> None:
-    harness = AuthHarness(ALICE, AuthLevel.PKT_INTEGRITY)
+@pytest.mark.parametrize("level", [AuthLevel.PKT_INTEGRITY, AuthLevel.PKT_PRIVACY])
+def test_a_request_without_verifier_is_refused_at_integrity_and_privacy(level: int) -> None:
+    harness = AuthHarness(ALICE, level)
     plain = dcerpc.fragment(PType.REQUEST, 9, 0, encode_enum_request(EnumRequest(0)), 4280, 12)[0]
     harness.endpoint.write(plain)
     pdu = parse_pdu(read_message(harness.endpoint))
     assert dcerpc.decode_fault(pdu).status == RpcFaultStatus.nca_s_proto_error
+
+
+def test_a_request_without_verifier_is_accepted_at_pkt_and_answered_signed() -> None:
+    # What impacket does at RPC_C_AUTHN_LEVEL_PKT, and Samba 4.17 answers.
+    harness = AuthHarness(ALICE, AuthLevel.PKT)
+    plain = dcerpc.fragment(PType.REQUEST, 9, 0, encode_enum_request(EnumRequest(0)), 4280, 12)[0]
+    harness.endpoint.write(plain)
+    pdu = parse_pdu(read_message(harness.endpoint))
+    assert pdu.ptype == PType.RESPONSE and pdu.auth_length == 16
 
 
 def test_a_tampered_response_is_refused_by_our_client() -> None:
