@@ -262,3 +262,32 @@ def test_impacket_with_rpc_auth_gets_the_same_answer_from_samba_and_ours(
     theirs = statuses(samba.host, samba.port, samba.admin.name, samba.admin.password)
     ours = statuses("127.0.0.1", srv.port, "alice", ACCOUNTS["alice"][0])
     assert theirs == ours == [0, 1, 0]
+
+
+@pytest.mark.parametrize(("smb_user", "rpc_user", "status"), [("bob", "alice", 0), ("alice", "bob", 5)])
+def test_the_rpc_identity_is_the_caller_not_the_smb_session(
+    srv: Running, smb_user: str, rpc_user: str, status: int
+) -> None:
+    from impacket.dcerpc.v5 import srvs, transport
+
+    rpc = transport.SMBTransport("127.0.0.1", dstport=srv.port, filename=r"\srvsvc", username=smb_user,
+                                 password=ACCOUNTS[smb_user][0])
+    dce = rpc.get_dce_rpc()
+    dce.set_credentials(rpc_user, ACCOUNTS[rpc_user][0])
+    dce.set_auth_level(5)
+    dce.connect()
+    try:
+        dce.bind(srvs.MSRPC_UUID_SRVS)
+        request = srvs.NetrSessionEnum()
+        request["ServerName"] = "\0"
+        request["ClientName"] = "\0"
+        request["UserName"] = "\0"
+        request["InfoStruct"]["Level"] = 502
+        request["InfoStruct"]["SessionInfo"]["tag"] = 502
+        request["InfoStruct"]["SessionInfo"]["Level502"]["Buffer"] = srvs.NULL
+        request["PreferedMaximumLength"] = 0xFFFFFFFF
+        request["ResumeHandle"] = srvs.NULL
+        answer = dce.request(request, checkError=False)
+        assert answer["ErrorCode"] == status
+    finally:
+        dce.disconnect()
