@@ -3,7 +3,7 @@
 * Samba's rpcclient: ``netsessenum`` at every level (its ``-d10`` decode parsed)
   and ``netsessdel`` (the held client really goes away).
 * impacket: ``srvs.hNetrSessionEnum`` / ``hNetrSessionDel`` over its own
-  DCE/RPC-over-SMB transport; the legacy opnums 15/16/21; an unknown opnum.
+  DCE/RPC-over-SMB transport; opnums 15/16/21 from the configuration; an unknown opnum.
 * Samba's Python bindings: every level, qualifiers.
 * Our own SessionClient and the ``smbsessions`` CLI (``enum``, ``delete``, ``serve``).
 * 10,000 decoys (``--sessions-file`` format) through every peer; paged with a
@@ -180,22 +180,18 @@ def test_unknown_opnum_faults_with_op_rng_error(srv: OurServer) -> None:
         ours.close()
 
 
-def test_legacy_opnums_15_16_21_are_still_answered(srv: OurServer) -> None:
+def test_share_and_server_info_opnums_answer_from_the_configuration(srv: OurServer) -> None:
+    # Opnums 15/16/21 in depth (every level, rpcclient, smbtorture): test_server_srvsvc.py.
     peer = ImpacketPeer(srv, *ADMIN)
     try:
         shares = srvs.hNetrShareEnum(peer.dce, 1)["InfoStruct"]["ShareInfo"]["Level1"]["Buffer"]
-        assert {str(s["shi1_netname"]).rstrip("\x00").upper() for s in shares} >= {"IPC$", "SHARE"}
+        assert [(str(s["shi1_netname"]).rstrip("\x00"), s["shi1_type"]) for s in shares] == [
+            ("IPC$", 0x80000003), ("share", 0)]
         info = srvs.hNetrShareGetInfo(peer.dce, "IPC$\x00", 1)["InfoStruct"]["ShareInfo1"]
         assert str(info["shi1_netname"]).rstrip("\x00") == "IPC$"
-        # hNetrServerGetInfo sends a NULL ServerName, which impacket's stock handler
-        # cannot echo; the engine fills in the server's own name.
-        default = srvs.hNetrServerGetInfo(peer.dce, 101)["InfoStruct"]["ServerInfo101"]
-        assert str(default["sv101_name"]).rstrip("\x00")
-        request = srvs.NetrServerGetInfo()
-        request["ServerName"] = "\\\\127.0.0.1\x00"
-        request["Level"] = 101
-        server = peer.dce.request(request)["InfoStruct"]["ServerInfo101"]
-        assert str(server["sv101_name"]).rstrip("\x00") == "\\\\127.0.0.1"
+        # The configured name, whatever ServerName the client sent (NULL here).
+        server = srvs.hNetrServerGetInfo(peer.dce, 101)["InfoStruct"]["ServerInfo101"]
+        assert str(server["sv101_name"]).rstrip("\x00") == srv.server.identity.name
         assert server["sv101_platform_id"] == 500
         assert peer.enum(0).status == S.NERR_Success
     finally:
