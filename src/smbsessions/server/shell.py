@@ -9,10 +9,11 @@ keeps time and enforces the limits an exposed server needs:
   a frame, once begun, must be complete within ``FRAME_TIMEOUT``;
 * a connection must log on within ``preauth_timeout``; idle connections end
   after ``idle_timeout`` (null sessions after ``NULL_IDLE_TIMEOUT``);
-* connections capped overall and per source address; connections without an
-  authenticated session may use only part of the slots (the rest are kept
-  for authenticated sessions) and the oldest of them is evicted when a new
-  one needs its place;
+* connections capped overall; connections without an authenticated session
+  may use only part of the slots (the rest are kept for authenticated
+  sessions) and only ``max_per_address`` of them per source address: when a
+  new connection needs a place, the oldest unauthenticated one (from that
+  address, or overall) is evicted;
 * pipes capped per connection and server-wide; a client that does not read
   its replies stops being read;
 * RLIMIT_NOFILE raised to its hard limit; asyncio's accept loop backs off on
@@ -388,18 +389,22 @@ class SessionServer(ServerControl):
                         escape(proto.client_address), self._max_connections)
             return False
         waiting = [c for c in connections if c.core is None or not c.core.authenticated]
-        same = sum(1 for c in waiting if c.client_address == proto.client_address)
-        if same >= self._max_per_address:
-            LOG.warning("connection from %s refused: %d unauthenticated connections from it",
-                        escape(proto.client_address), same)
-            return False
+        same = [c for c in waiting if c.client_address == proto.client_address]
+        if len(same) >= self._max_per_address:
+            # The newest connection gets its chance (it may be a real client behind the same
+            # address); the oldest unauthenticated one from that address makes room.
+            self._evict(min(same, key=lambda c: c.opened), "unauthenticated connections per address")
+            waiting.remove(min(same, key=lambda c: c.opened))
         if self._reserved and len(waiting) >= self._max_connections - self._reserved:
-            oldest = min(waiting, key=lambda c: c.opened)
-            oldest.abort("evicted: unauthenticated slots full")
-            self._forget(oldest)
+            self._evict(min(waiting, key=lambda c: c.opened), "unauthenticated slots full")
         with self._lock:
             self._connections[proto.id] = proto
         return True
+
+    def _evict(self, proto: _SmbProtocol, why: str) -> None:
+        LOG.warning("connection %s from %s evicted: %s", proto.id, escape(proto.client_address), why)
+        proto.abort(f"evicted: {why}")
+        self._forget(proto)
 
     def _forget(self, proto: _SmbProtocol) -> None:
         with self._lock:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -59,6 +60,26 @@ def filetime(now: float | None = None) -> int:
     return int((time.time() if now is None else now) * 10_000_000) + _FILETIME_EPOCH
 
 
+class Budget:
+    """A server-wide count with a ceiling (pipe opens), shared by every connection's thread."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.used >= self.limit:
+                return False
+            self.used += 1
+            return True
+
+    def give(self) -> None:
+        with self._lock:
+            self.used = max(self.used - 1, 0)
+
+
 @dataclass
 class CoreConfig:
     """What every connection of one server shares (immutable after start)."""
@@ -75,7 +96,9 @@ class CoreConfig:
     # sessions are signed whenever either side requires it, and every signed request is verified.
     require_signing: bool = False
     server_guid: bytes = field(default_factory=lambda: os.urandom(16))
-    max_pipes: int = 64  # opens per connection
+    max_pipes: int = 64  # opens per authenticated session
+    max_pipes_anonymous: int = 4  # opens per null session
+    pipe_budget: Budget = field(default_factory=lambda: Budget(8192))  # opens server-wide
     max_trees: int = 16  # tree connects per session
     max_credits: int = 512
 
@@ -369,6 +392,7 @@ class ServerConnection:
         session.end()
         for open_ in list(session.opens.values()):
             _close_pipe(open_.pipe)
+            self.config.pipe_budget.give()
         session.opens.clear()
         session.trees.clear()
         if was_valid:

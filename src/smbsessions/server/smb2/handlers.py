@@ -352,10 +352,16 @@ def pipe_name(name: str) -> str | None:
 def create(conn: ServerConnection, session: SmbSession, tree: Tree, request: CreateRequest) -> Result:
     if pipe_name(request.name) is None:
         return error(NtStatus.STATUS_OBJECT_NAME_NOT_FOUND)
-    if len(session.opens) >= conn.config.max_pipes:
+    cap = conn.config.max_pipes_anonymous if session.anonymous else conn.config.max_pipes
+    if len(session.opens) >= cap:
+        return error(NtStatus.STATUS_INSUFFICIENT_RESOURCES)
+    if not conn.config.pipe_budget.take():
+        log.warning("connection %s from %s: server-wide pipe cap (%d) reached", conn.id,
+                    conn.client_address, conn.config.pipe_budget.limit)
         return error(NtStatus.STATUS_INSUFFICIENT_RESOURCES)
     pipe = conn.open_pipe(session)
     if pipe is None:
+        conn.config.pipe_budget.give()
         return error(NtStatus.STATUS_OBJECT_NAME_NOT_FOUND)
     file_id = conn.next_file_id()
     session.opens[file_id] = PipeOpen(file_id, tree.tree_id, pipe, "srvsvc")
@@ -367,6 +373,7 @@ def create(conn: ServerConnection, session: SmbSession, tree: Tree, request: Cre
 def _close(conn: ServerConnection, session: SmbSession, file_id: bytes) -> None:
     open_ = session.opens.pop(file_id, None)
     if open_ is not None:
+        conn.config.pipe_budget.give()
         try:
             open_.pipe.close()
         except Exception:
