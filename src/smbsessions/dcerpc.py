@@ -783,8 +783,11 @@ class RpcServerConnection:
         secondary_address: str = "\\PIPE\\srvsvc",
         assoc_group: int = 0x1234,
         acceptor_factory: AcceptorFactory | None = None,
+        max_request_stub: int = MAX_REQUEST_STUB,
     ) -> None:
+        """``max_request_stub`` bounds what one unfinished request may make us buffer."""
         self.interfaces = tuple(interfaces)
+        self.max_request_stub = max_request_stub
         self.max_frag = max_frag
         self.secondary_address = secondary_address
         self.assoc_group = assoc_group
@@ -871,7 +874,7 @@ class RpcServerConnection:
             return None
         pending.parts.append(request.stub)
         pending.size += len(request.stub)
-        if pending.size > MAX_REQUEST_STUB:
+        if pending.size > self.max_request_stub:
             self._refuse(pdu, RpcFaultStatus.nca_s_proto_error)
             return None
         if not pdu.last:
@@ -1025,6 +1028,15 @@ class RpcServerConnection:
     def _bind_nak(self, call_id: int, reason: int) -> bytes:
         return _pdu(PType.BIND_NAK, PFC_FIRST_FRAG | PFC_LAST_FRAG, call_id,
                     struct.pack("<HB", reason, 1) + bytes([5, 0]))
+
+    def close(self) -> None:
+        """Drop every buffer (partial PDU, unfinished request, queued output) and refuse more input."""
+        self._stream = PduStream()
+        self._request = None
+        self._outgoing.clear()
+        self._queued_bytes = 0
+        self._auth = None
+        self.broken = True
 
     # ---- outgoing
 

@@ -239,3 +239,32 @@ def test_share_get_info_check_server_info_and_tod() -> None:
     before = int(time.time())
     tod = srvsvc_ndr.decode_remote_tod_response(harness.call(28, srvsvc_ndr.encode_remote_tod_request())).tod
     assert tod is not None and before - 1 <= tod.elapsed <= int(time.time()) + 1
+
+
+def test_a_closed_endpoint_is_freed_without_the_cyclic_collector() -> None:
+    import gc
+    import weakref
+
+    endpoint = SrvsvcEndpoint(caller(), FakeControl(SESSIONS), SessionInfoPolicy.ADMINS)
+    harness = Harness(endpoint)
+    first = harness.rpc.request(12, bytes(40_000))[0]  # the first of several fragments
+    endpoint.write(first + first[:100])  # an unfinished request and a partial PDU
+    endpoint.close()
+    assert endpoint.read(100) == (b"", False)
+    ref = weakref.ref(endpoint)
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        del endpoint, harness
+        assert ref() is None  # reference counting alone freed it: no cycle
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def test_an_oversized_request_is_refused_at_64_kib() -> None:
+    harness, _ = make()
+    with pytest.raises(RpcFaultError) as info:
+        harness.call(12, bytes(65 << 10))
+    assert info.value.code == RpcFaultStatus.nca_s_proto_error
+    assert decode_enum_response(harness.call(12, encode_enum_request(EnumRequest(0)))).status == 0

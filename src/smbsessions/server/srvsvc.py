@@ -16,6 +16,7 @@ import datetime
 import logging
 import time
 from collections.abc import Callable
+from typing import ClassVar
 
 from smbsessions import srvsvc_ndr, srvsvc_rules
 from smbsessions.dcerpc import MAX_FRAG, AuthLevel, Call, RpcServerConnection
@@ -40,6 +41,10 @@ from smbsessions.status import DecodeError, RpcFaultStatus, net_api_status_name
 
 log = logging.getLogger("smbsessions.server")
 
+# Every srvsvc request we answer is a few KiB at most (names past 1,024 characters are
+# refused anyway); an unfinished request may not make a pipe buffer more than this.
+MAX_SRVSVC_REQUEST = 64 << 10
+
 
 class SrvsvcEndpoint:
     """Implements ``server.types.PipeEndpoint`` for one pipe open."""
@@ -55,19 +60,10 @@ class SrvsvcEndpoint:
         self._rpc = RpcServerConnection(
             max_frag=MAX_FRAG,
             acceptor_factory=acceptor_factory(control.lookup_nt_hash, identity.name, identity.domain),
+            max_request_stub=MAX_SRVSVC_REQUEST,
         )
         self._message = b""
         self._offset = 0
-        self._handlers: dict[int, Callable[[bytes], bytes]] = {
-            OPNUM_NETR_SESSION_ENUM: self._session_enum,
-            OPNUM_NETR_SESSION_DEL: self._session_del,
-            srvsvc_ndr.OPNUM_NETR_SHARE_ENUM: self._share_enum,
-            srvsvc_ndr.OPNUM_NETR_SHARE_ENUM_STICKY: self._share_enum_sticky,
-            srvsvc_ndr.OPNUM_NETR_SHARE_GET_INFO: self._share_get_info,
-            srvsvc_ndr.OPNUM_NETR_SHARE_CHECK: self._share_check,
-            srvsvc_ndr.OPNUM_NETR_SERVER_GET_INFO: self._server_get_info,
-            srvsvc_ndr.OPNUM_NETR_REMOTE_TOD: self._remote_tod,
-        }
 
     # ---- PipeEndpoint
 
@@ -84,8 +80,11 @@ class SrvsvcEndpoint:
         return chunk, self._offset < len(self._message)
 
     def close(self) -> None:
+        # Free what a closed pipe holds right away (partial PDUs, an unfinished request,
+        # unread replies): nothing else refers to them.
         self._message = b""
         self._offset = 0
+        self._rpc.close()
 
     # ---- calls
 
@@ -105,11 +104,24 @@ class SrvsvcEndpoint:
             return ANONYMOUS
         return Caller(authenticated=True, admin=self.control.is_admin(identity.user))
 
+    # opnum -> method name (names, not bound methods: an endpoint must not refer to itself).
+    _HANDLERS: ClassVar[dict[int, str]] = {
+        OPNUM_NETR_SESSION_ENUM: "_session_enum",
+        OPNUM_NETR_SESSION_DEL: "_session_del",
+        srvsvc_ndr.OPNUM_NETR_SHARE_ENUM: "_share_enum",
+        srvsvc_ndr.OPNUM_NETR_SHARE_ENUM_STICKY: "_share_enum_sticky",
+        srvsvc_ndr.OPNUM_NETR_SHARE_GET_INFO: "_share_get_info",
+        srvsvc_ndr.OPNUM_NETR_SHARE_CHECK: "_share_check",
+        srvsvc_ndr.OPNUM_NETR_SERVER_GET_INFO: "_server_get_info",
+        srvsvc_ndr.OPNUM_NETR_REMOTE_TOD: "_remote_tod",
+    }
+
     def _dispatch(self, call: Call) -> None:
-        handler = self._handlers.get(call.opnum)
-        if handler is None:
+        name = self._HANDLERS.get(call.opnum)
+        if name is None:
             self._rpc.fault(call, RpcFaultStatus.nca_s_op_rng_error)
             return
+        handler: Callable[[bytes], bytes] = getattr(self, name)
         try:
             self._rpc.respond(call, handler(call.stub))
         except DecodeError as exc:
