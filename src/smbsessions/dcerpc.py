@@ -59,6 +59,10 @@ RESULT_NEGOTIATE_ACK = 3
 REASON_NOT_SPECIFIED = 0
 REASON_ABSTRACT_SYNTAX_NOT_SUPPORTED = 1
 REASON_TRANSFER_SYNTAXES_NOT_SUPPORTED = 2
+REASON_LOCAL_LIMIT_EXCEEDED = 3
+# Presentation contexts one association may hold (clients use one or two): alter_contexts
+# cannot grow the table towards 65,536 entries per pipe.
+MAX_CONTEXTS = 16
 # bind_nak provider reject reasons (C706 p_reject_reason_t, MS-RPCE 2.2.2.5).
 NAK_REASON_NOT_SPECIFIED = 0
 NAK_REASON_AUTHENTICATION_TYPE_NOT_RECOGNIZED = 8
@@ -1022,6 +1026,8 @@ class RpcServerConnection:
         if NDR20 not in ctx.transfer:
             return ContextResult(RESULT_PROVIDER_REJECTION, REASON_TRANSFER_SYNTAXES_NOT_SUPPORTED,
                                  _NULL_SYNTAX)
+        if ctx.context_id not in self.contexts and len(self.contexts) >= MAX_CONTEXTS:
+            return ContextResult(RESULT_PROVIDER_REJECTION, REASON_LOCAL_LIMIT_EXCEEDED, _NULL_SYNTAX)
         self.contexts[ctx.context_id] = ctx.abstract
         return ContextResult(RESULT_ACCEPTANCE, 0, NDR20)
 

@@ -607,3 +607,15 @@ def test_fragment_size_below_the_minimum_is_raised_to_it() -> None:
     server.receive_data(client.bind())
     server.next_pdu()
     assert server.xmit_frag == dcerpc.MIN_FRAG
+
+
+def test_alter_contexts_cannot_grow_the_context_table_without_bound() -> None:
+    _, server = bound_pair()
+    contexts = tuple(ContextElement(i, SRVSVC, (NDR20,)) for i in range(1, 200))
+    server.receive_data(bind_pdu(contexts, call_id=2, ptype=PType.ALTER_CONTEXT))
+    raw = server.next_pdu()
+    assert raw is not None
+    results = dcerpc.decode_bind_ack(dcerpc.parse_pdu(raw).body).results
+    assert len(server.contexts) == dcerpc.MAX_CONTEXTS
+    assert results[-1].reason == dcerpc.REASON_LOCAL_LIMIT_EXCEEDED
+    assert sum(r.result == dcerpc.RESULT_ACCEPTANCE for r in results) == dcerpc.MAX_CONTEXTS - 1
