@@ -291,3 +291,68 @@ def test_the_rpc_identity_is_the_caller_not_the_smb_session(
         assert answer["ErrorCode"] == status
     finally:
         dce.disconnect()
+
+
+# --------------------------------------------------------------------------- Samba's Python bindings
+
+_SAMBA_PY_SCRIPT = r"""
+import json, sys
+from samba import credentials, param
+from samba.dcerpc import srvsvc
+
+args = json.load(sys.stdin)
+lp = param.LoadParm()
+lp.load(args["conf"])
+lp.set("smb ports", str(args["port"]))
+creds = credentials.Credentials()
+creds.guess(lp)
+creds.set_username(args["user"])
+creds.set_password(args["password"])
+conn = srvsvc.srvsvc("ncacn_np:127.0.0.1[%s]" % args["binding"], lp, creds)
+out = {"shares": {}, "info": {}}
+for level in (0, 1, 2, 501, 502):
+    ctr = srvsvc.NetShareInfoCtr()
+    ctr.level = level
+    ctr.ctr = getattr(srvsvc, "NetShareCtr%d" % level)()
+    ctr_out, total, resume = conn.NetShareEnumAll("\\\\127.0.0.1", ctr, 0xFFFFFFFF, 0)
+    out["shares"][str(level)] = [
+        [entry.name, getattr(entry, "type", None), getattr(entry, "comment", None), getattr(entry, "path", None)]
+        for entry in ctr_out.ctr.array]
+for level in (100, 101, 102):
+    info = conn.NetSrvGetInfo("\\\\127.0.0.1", level)
+    out["info"][str(level)] = [info.platform_id, info.server_name, getattr(info, "version_major", None),
+                               getattr(info, "server_type", None), getattr(info, "comment", None)]
+share = conn.NetShareGetInfo("\\\\127.0.0.1", "admin$", 502)
+out["admin"] = [share.name, share.type, share.path]
+tod = conn.NetRemoteTOD("\\\\127.0.0.1")
+out["tod_year"] = tod.year
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("binding", ["smb2", "smb2,sign", "smb2,seal"])
+def test_samba_python_bindings_read_every_level(srv: Running, binding: str) -> None:
+    import json
+
+    from .samba_py import SYSTEM_PYTHON, require_samba_py
+    from .test_server_srvsvc import COMMENT, SERVER_NAME
+
+    require_samba_py()
+    request = {"conf": str(srv.conf), "port": srv.port, "user": "alice", "password": ACCOUNTS["alice"][0],
+               "binding": binding}
+    result = subprocess.run([SYSTEM_PYTHON, "-c", _SAMBA_PY_SCRIPT], input=json.dumps(request),
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = json.loads(result.stdout)
+    for level, rows in out["shares"].items():
+        assert [row[0] for row in rows] == SHARE_NAMES, level
+        if level != "0":
+            assert rows[0][1:3] == [0x80000003, "Remote IPC"]
+    assert out["shares"]["502"][1][3] == "C:\\Windows"
+    assert out["info"] == {
+        "100": [500, SERVER_NAME, None, None, None],
+        "101": [500, SERVER_NAME, 10, 0x9003, COMMENT],
+        "102": [500, SERVER_NAME, 10, 0x9003, COMMENT],
+    }
+    assert out["admin"] == ["ADMIN$", 0x80000000, "C:\\Windows"]
+    assert out["tod_year"] >= 2024
