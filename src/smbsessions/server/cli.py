@@ -51,6 +51,12 @@ def add_parser(commands: Any) -> None:
     serve.add_argument("--require-signing", action="store_true",
                        help="announce that signing is required, as domain controllers do (clients then "
                             "cannot open null sessions)")
+    serve.add_argument("--max-connections", type=int, default=1024, metavar="N",
+                       help="connections at once (default 1024; an eighth is kept for authenticated "
+                            "sessions)")
+    serve.add_argument("--max-per-address", type=int, default=64, metavar="N",
+                       help="connections without an authenticated session per client address "
+                            "(default 64)")
     serve.add_argument("--log-format", choices=("text", "json"), default="text",
                        help="log lines as text or one JSON object per line (for a SIEM)")
     serve.add_argument("--sessions-file", type=Path, metavar="FILE",
@@ -117,7 +123,8 @@ def run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             args.bind, args.port, accounts=accounts, domain=args.domain, server_name=args.name,
             comment=args.comment, decoy_shares=args.decoy_share, decoys=decoys,
             allow_anonymous=not args.no_anonymous, require_encryption=args.encrypt,
-            require_signing=args.require_signing,
+            require_signing=args.require_signing, max_connections=args.max_connections,
+            max_per_address=args.max_per_address,
             make_pipe_factory=lambda control: srvsvc_factory(control, policy),
         )
     except SessionsFileError as exc:
