@@ -262,9 +262,11 @@ def test_a_closed_endpoint_is_freed_without_the_cyclic_collector() -> None:
             gc.enable()
 
 
-def test_an_oversized_request_is_refused_at_64_kib() -> None:
+def test_an_oversized_request_is_refused_past_256_kib_but_long_names_get_their_status() -> None:
     harness, _ = make()
+    stub = encode_enum_request(EnumRequest(1, client_name="\\\\" + "A" * 30_000, user_name="u" * 30_000))
+    assert decode_enum_response(harness.call(12, stub)).status == 87  # ERROR_INVALID_PARAMETER
     with pytest.raises(RpcFaultError) as info:
-        harness.call(12, bytes(65 << 10))
+        harness.call(12, bytes(257 << 10))
     assert info.value.code == RpcFaultStatus.nca_s_proto_error
     assert decode_enum_response(harness.call(12, encode_enum_request(EnumRequest(0)))).status == 0

@@ -41,9 +41,10 @@ from smbsessions.status import DecodeError, RpcFaultStatus, net_api_status_name
 
 log = logging.getLogger("smbsessions.server")
 
-# Every srvsvc request we answer is a few KiB at most (names past 1,024 characters are
-# refused anyway); an unfinished request may not make a pipe buffer more than this.
-MAX_SRVSVC_REQUEST = 64 << 10
+# Real srvsvc requests are a few KiB; names past 1,024 characters must still be answered
+# with ERROR_INVALID_PARAMETER rather than a fault (bench/hostile_server.py sends two
+# 30,000-character names, ~120 KiB), so an unfinished request may buffer up to this much.
+MAX_SRVSVC_REQUEST = 256 << 10
 
 
 class SrvsvcEndpoint:
