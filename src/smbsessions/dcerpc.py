@@ -953,7 +953,7 @@ class RpcServerConnection:
         ack = BindAck(self.xmit_frag, self.max_frag, self.assoc_group,
                       self.secondary_address if reply_type == PType.BIND_ACK else "", tuple(results))
         flags = PFC_FIRST_FRAG | PFC_LAST_FRAG
-        if reply_token is not None and self._auth is not None:
+        if reply_token and self._auth is not None:  # an empty final token travels as no verifier
             self._queue(_pdu_with_auth(reply_type, flags, pdu.call_id, encode_bind_ack(ack),
                                        self._auth.trailer, reply_token))
         else:

@@ -359,3 +359,24 @@ def test_random_auth_legs_never_raise(auth_type: int, level: int, token: bytes,
         if not message:
             break
         parse_pdu(message)
+
+
+def test_raw_ntlm_third_leg_in_an_alter_context_gets_a_plain_alter_context_resp() -> None:
+    endpoint = SrvsvcEndpoint(caller(admin=False, guest=True), FakeControl(SESSIONS), SessionInfoPolicy.ADMINS)
+    initiator = NtlmRpcInitiator(ALICE)
+    endpoint.write(_raw_bind(AuthType.WINNT, AuthLevel.PKT_INTEGRITY, initiator.step(None) or b""))
+    ack = parse_pdu(read_message(endpoint))
+    assert ack.ptype == PType.BIND_ACK
+    authenticate = initiator.step(ack.auth_value) or b""
+    body = dcerpc.encode_bind(Bind(4280, 4280, 0, (ContextElement(0, SRVSVC, (NDR20,)),)))
+    trailer = SecTrailer(AuthType.WINNT, AuthLevel.PKT_INTEGRITY, 0, 7)
+    endpoint.write(dcerpc._pdu_with_auth(PType.ALTER_CONTEXT, 3, 2, body, trailer, authenticate))
+    resp = parse_pdu(read_message(endpoint))
+    assert resp.ptype == PType.ALTER_CONTEXT_RESP and resp.auth_length == 0
+    security = initiator.packet_security()
+    stub = srvsvc_ndr.encode_server_get_info_request(srvsvc_ndr.ServerGetInfoRequest(101))
+    (request,) = dcerpc.auth_fragments(PType.REQUEST, 3, 0, stub, 4280, 21, trailer, security)
+    endpoint.write(request)
+    pdu = dcerpc.check_verifier(parse_pdu(read_message(endpoint)), trailer, security)
+    answer = srvsvc_ndr.decode_server_get_info_response(dcerpc.decode_response(pdu).stub, 101)
+    assert answer.status == 0 and answer.info is not None and answer.info.name == "Srv"
