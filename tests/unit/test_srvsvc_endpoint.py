@@ -270,3 +270,13 @@ def test_an_oversized_request_is_refused_past_256_kib_but_long_names_get_their_s
         harness.call(12, bytes(257 << 10))
     assert info.value.code == RpcFaultStatus.nca_s_proto_error
     assert decode_enum_response(harness.call(12, encode_enum_request(EnumRequest(0)))).status == 0
+
+
+def test_qualifiers_that_match_nothing_get_their_status_through_the_endpoint() -> None:
+    harness, _ = make()
+    response = decode_enum_response(harness.call(12, encode_enum_request(
+        EnumRequest(1, client_name="\\\\192.0.2.1", resume_handle=5))))
+    assert response.status == NetApiStatus.NERR_ClientNameNotFound
+    response = decode_enum_response(harness.call(12, encode_enum_request(
+        EnumRequest(1, client_name="\\\\127.0.0.2", user_name="nobody"))))
+    assert response.status == NetApiStatus.NERR_UserNotFound
