@@ -67,6 +67,12 @@ MAX_CONTEXTS = 16
 NAK_REASON_NOT_SPECIFIED = 0
 NAK_REASON_AUTHENTICATION_TYPE_NOT_RECOGNIZED = 8
 NAK_REASON_INVALID_CHECKSUM = 9
+NAK_REASON_NAMES = {
+    0: "reason_not_specified", 1: "temporary_congestion", 2: "local_limit_exceeded",
+    3: "called_paddr_unknown", 4: "protocol_version_not_supported", 5: "default_context_not_supported",
+    6: "user_data_not_readable", 7: "no_psap_available", 8: "authentication_type_not_recognized",
+    9: "invalid_checksum",
+}
 
 
 class AuthType(IntEnum):
@@ -649,7 +655,8 @@ class RpcClientConnection:
         pdu = parse_pdu(data)
         if pdu.ptype == PType.BIND_NAK:
             reason = struct.unpack_from("<H", pdu.body)[0] if len(pdu.body) >= 2 else -1
-            raise ProtocolError(f"the server refused the srvsvc bind (bind_nak reason {reason})")
+            name = NAK_REASON_NAMES.get(reason, "unknown")
+            raise ProtocolError(f"the server refused the srvsvc bind (bind_nak reason {reason}, {name})")
         if pdu.ptype == PType.FAULT:
             fault = decode_fault(pdu)
             raise RpcFaultError(fault.status, "in answer to bind")

@@ -356,3 +356,26 @@ def test_samba_python_bindings_read_every_level(srv: Running, binding: str) -> N
     }
     assert out["admin"] == ["ADMIN$", 0x80000000, "C:\\Windows"]
     assert out["tod_year"] >= 2024
+
+
+def test_our_client_names_the_refusal_of_a_server_without_rpc_auth(srv: Running) -> None:
+    # Our own server refuses an unknown auth type; the client's error names the reason.
+    from smbsessions.dcerpc import RpcClientConnection
+    from smbsessions.status import ProtocolError
+
+    class Kerberos:
+        auth_type: int = AuthType.GSS_KERBEROS
+
+        def step(self, token: bytes | None) -> bytes | None:
+            return b"\x60\x10" + b"\0" * 16
+
+        def packet_security(self) -> Any:
+            raise AssertionError("never reached")
+
+    rpc = RpcClientConnection(auth=Kerberos(), auth_level=5)
+    pipe = SmbPipe.open("127.0.0.1", srv.port, credentials=ALICE, timeout=10)
+    try:
+        with pytest.raises(ProtocolError, match="bind_nak reason 8, authentication_type_not_recognized"):
+            rpc.receive_bind_ack(pipe.transceive(rpc.bind(), 4280))
+    finally:
+        pipe.close()
