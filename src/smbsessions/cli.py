@@ -275,8 +275,11 @@ def _connect(args: argparse.Namespace) -> SessionClient:
     credentials = credentials_from_args(args, target.credentials)
     port = args.port or target.port or DEFAULT_PORT
     log.info("connecting to %s port %d as %s", target.host, port, credentials)
-    return SessionClient(target.host, port, credentials=credentials, timeout=args.timeout,
-                         require_encryption=args.encrypt, rpc_auth=args.rpc_auth)
+    try:
+        return SessionClient(target.host, port, credentials=credentials, timeout=args.timeout,
+                             require_encryption=args.encrypt, rpc_auth=args.rpc_auth)
+    except ValueError as exc:  # --rpc-auth with --anonymous or -k: RPC-level auth is NTLM
+        raise UsageError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------- commands

@@ -380,3 +380,14 @@ def test_raw_ntlm_third_leg_in_an_alter_context_gets_a_plain_alter_context_resp(
     pdu = dcerpc.check_verifier(parse_pdu(read_message(endpoint)), trailer, security)
     answer = srvsvc_ndr.decode_server_get_info_response(dcerpc.decode_response(pdu).stub, 101)
     assert answer.status == 0 and answer.info is not None and answer.info.name == "Srv"
+
+
+@pytest.mark.parametrize("who", [["--anonymous"], ["-k"]])
+def test_cli_rpc_auth_needs_an_ntlm_account(who: list[str]) -> None:
+    import io
+
+    from smbsessions import cli
+
+    err = io.StringIO()
+    code = cli.main(["enum", "192.0.2.1", *who, "--rpc-auth", "privacy"], io.StringIO(), err)
+    assert code == cli.EXIT_USAGE and "NTLM account" in err.getvalue()
