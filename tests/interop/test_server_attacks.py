@@ -1074,3 +1074,44 @@ def test_logs_escape_client_controlled_text(shared_server: ServerProcess) -> Non
         assert not re.search(r"[\x00-\x1f\x7f-\x9f\u202e]", line), f"raw control character: {line!r}"
         assert "\udcff" not in line
     assert "evil" in log  # the attempts were logged, escaped
+
+
+# --------------------------------------------------------------------------- a plain account's share
+
+
+def test_plain_account_cannot_take_every_connection_slot(tmp_path: Path) -> None:
+    """Issue 8: one plain account locked administrators out. Here: bob logs on as many times as the
+    server has slots, then alice must still get in."""
+    with server_process(tmp_path, max_connections=64) as server:
+        bobs = []
+        with contextlib.suppress(PeerClosed, OSError, AssertionError):
+            for _ in range(64):
+                bobs.append(account_session(server.port))
+        try:
+            assert admin_enumerates(server.port) < ADMIN_TIMEOUT
+        finally:
+            for bob in bobs:
+                bob.close()
+
+
+def test_plain_account_cannot_take_every_pipe(tmp_path: Path) -> None:
+    """bob opens every srvsvc pipe the server-wide budget allows (128 connections x 64); alice
+    must still open hers."""
+    with server_process(tmp_path) as server:
+        bobs = []
+        try:
+            with contextlib.suppress(PeerClosed, OSError, AssertionError):
+                for _ in range(160):
+                    bob = account_session(server.port)
+                    bobs.append(bob)
+                    tree_id = bob.tree_connect().tree_id
+                    body = bob.create_body()
+                    for _ in range(64):
+                        bob.send_frame(bob.message(CREATE, body, tree_id=tree_id))
+                    statuses = [bob.recv().status for _ in range(64)]
+                    if any(statuses):
+                        break
+            assert admin_enumerates(server.port) < ADMIN_TIMEOUT
+        finally:
+            for bob in bobs:
+                bob.close()
