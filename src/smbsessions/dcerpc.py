@@ -51,6 +51,9 @@ class PType(IntEnum):
 PFC_FIRST_FRAG = 0x01
 PFC_LAST_FRAG = 0x02
 PFC_OBJECT_UUID = 0x80
+# In a bind / bind_ack: the client can sign the PDU header, and the server agrees
+# (MS-RPCE 2.2.2.3). Our NTLM verifiers always cover the header, so we echo it.
+PFC_SUPPORT_HEADER_SIGN = 0x04
 
 # Presentation-context results (C706 p_cont_def_result_t) and reasons.
 RESULT_ACCEPTANCE = 0
@@ -959,7 +962,7 @@ class RpcServerConnection:
         results = [self._negotiate(ctx) for ctx in bind.contexts]
         ack = BindAck(self.xmit_frag, self.max_frag, self.assoc_group,
                       self.secondary_address if reply_type == PType.BIND_ACK else "", tuple(results))
-        flags = PFC_FIRST_FRAG | PFC_LAST_FRAG
+        flags = PFC_FIRST_FRAG | PFC_LAST_FRAG | (pdu.flags & PFC_SUPPORT_HEADER_SIGN)
         if reply_token and self._auth is not None:  # an empty final token travels as no verifier
             self._queue(_pdu_with_auth(reply_type, flags, pdu.call_id, encode_bind_ack(ack),
                                        self._auth.trailer, reply_token))

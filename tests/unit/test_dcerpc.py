@@ -619,3 +619,13 @@ def test_alter_contexts_cannot_grow_the_context_table_without_bound() -> None:
     assert len(server.contexts) == dcerpc.MAX_CONTEXTS
     assert results[-1].reason == dcerpc.REASON_LOCAL_LIMIT_EXCEEDED
     assert sum(r.result == dcerpc.RESULT_ACCEPTANCE for r in results) == dcerpc.MAX_CONTEXTS - 1
+
+
+@pytest.mark.parametrize("flags", [0x03, 0x07])
+def test_bind_ack_echoes_header_signing_support(flags: int) -> None:
+    body = dcerpc.encode_bind(Bind(4280, 4280, 0, (ContextElement(0, SRVSVC, (NDR20,)),)))
+    raw = struct.pack("<BBBBIHHI", 5, 0, 11, flags, 0x10, 16 + len(body), 0, 1) + body
+    server = RpcServerConnection()
+    server.receive_data(raw)
+    reply = server.next_pdu()
+    assert reply is not None and reply[3] == flags
