@@ -214,14 +214,14 @@ def _pids_matching(text: str) -> list[int]:
     return pids
 
 
-def _warm_worker(host: str, port: int, seconds: float, queue: Any) -> None:
+def _warm_worker(host: str, port: int, seconds: float, queue: Any, go: Any) -> None:
     client = SessionClient(host, port, credentials=Credentials(username=ADMIN[0], password=ADMIN[1]),
                            timeout=30)
     client.open()
     try:
         list(client.enum(1))
         queue.put("ready")
-        queue.get()  # start signal travels on the same queue: wait for "go"
+        go.wait()
         calls = 0
         deadline = time.perf_counter() + seconds
         while time.perf_counter() < deadline:
@@ -238,14 +238,14 @@ def warm_rate(host: str, port: int, clients: int, seconds: float, cpu: Callable[
 
     ctx = multiprocessing.get_context("spawn")
     queues = [ctx.Queue() for _ in range(clients)]
-    procs = [ctx.Process(target=_warm_worker, args=(host, port, seconds, q)) for q in queues]
+    go = ctx.Event()
+    procs = [ctx.Process(target=_warm_worker, args=(host, port, seconds, q, go)) for q in queues]
     for p in procs:
         p.start()
     for q in queues:
         assert q.get(timeout=120) == "ready"
     cpu_before = cpu()
-    for q in queues:
-        q.put("go")
+    go.set()
     calls = sum(int(q.get(timeout=seconds + 120)) for q in queues)
     cpu_used = cpu() - cpu_before
     for p in procs:
@@ -397,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=int, default=5000, help="idle connections to hold")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     args = parser.parse_args(argv)
-    print("Machine: shared, noisy; ratios are from the same run.")
+    print("Machine: shared, noisy; ratios are from the same run.", flush=True)
     if args.only in (None, "decoys"):
         bench_decoys(args)
     if args.only in (None, "warm"):

@@ -215,9 +215,13 @@ class _SmbProtocol(asyncio.Protocol):
             self.transport.abort()
 
     def close_after_reply(self) -> None:
+        """Close once the client has everything queued for it (runs after the current reply
+        was written: ``disconnect`` schedules it from inside the request)."""
         deadline = time.monotonic() + DEFERRED_CLOSE_LIMIT
         if self.close_deadline is None or deadline < self.close_deadline:
             self.close_deadline = deadline
+        if self.core is not None and not self.core.pending_output():
+            self.close_gracefully("session deleted")
 
     def check_deadlines(self, now: float) -> None:
         server = self.server
