@@ -1115,3 +1115,25 @@ def test_plain_account_cannot_take_every_pipe(tmp_path: Path) -> None:
         finally:
             for bob in bobs:
                 bob.close()
+
+
+def test_client_that_never_reads_its_replies(shared_server: ServerProcess) -> None:
+    """ECHOs sent as fast as the socket takes them, replies never read: the server stops reading
+    (back-pressure) instead of queueing replies without bound."""
+    base = shared_server.rss()
+    client = null_session(shared_server.port, "127.0.8.1")
+    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sent = 0
+    client.sock.settimeout(3.0)
+    with contextlib.suppress(TimeoutError):
+        for _ in range(200):  # up to 400,000 requests (27 MB) if nothing pushed back
+            client.sock.sendall(b"".join(nb(client.message(ECHO, ECHO_BODY, credits=1)) for _ in range(2000)))
+            sent += 2000
+    grown = shared_server.rss() - base
+    latency = admin_enumerates(shared_server.port)
+    print(f"never-reading client: {sent} ECHOs accepted before back-pressure, RSS +{grown / MiB:.1f} MiB, "
+          f"admin enumeration meanwhile {latency * 1000:.0f} ms")
+    assert sent < 400_000, "the server kept reading a client that never reads"
+    assert grown < 32 * MiB
+    assert admin_enumerates(shared_server.port) < ADMIN_TIMEOUT
+    client.close()
