@@ -70,6 +70,13 @@ from smbsessions.server.shell import build_server
 from smbsessions.server.srvsvc import srvsvc_factory
 
 options = json.loads(sys.argv[1])
+policy = SessionInfoPolicy(options.pop("session_info", "admins"))
+decoy_count = options.pop("decoy_count", 0)
+if decoy_count:
+    from smbsessions.levels import SessionInfo
+    options["decoys"] = [SessionInfo(f"\\\\10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", f"decoy{i:05d}",
+                                     i % 7, 1000 + i, i % 300, i % 2, "SMB 3.1.1", "\\Device\\NetbiosSmb")
+                         for i in range(decoy_count)]
 handler = logging.StreamHandler(sys.stderr)
 handler.setFormatter(formatter(options.pop("log_format", "text")))
 logger = logging.getLogger("smbsessions")
@@ -77,8 +84,7 @@ logger.addHandler(handler)
 logger.propagate = False
 logger.setLevel(logging.INFO)
 server = build_server("127.0.0.1", 0, accounts=["alice:alicepw:admin", "bob:bobpw"],
-                      make_pipe_factory=lambda c: srvsvc_factory(c, SessionInfoPolicy.ADMINS),
-                      **options)
+                      make_pipe_factory=lambda c: srvsvc_factory(c, policy), **options)
 print(server.address[1], flush=True)
 server.serve_forever()
 """
@@ -1137,3 +1143,32 @@ def test_client_that_never_reads_its_replies(shared_server: ServerProcess) -> No
     assert grown < 32 * MiB
     assert admin_enumerates(shared_server.port) < ADMIN_TIMEOUT
     client.close()
+
+
+def test_unread_enumerations_are_bounded_per_connection(tmp_path: Path) -> None:
+    """Issue 8 asks for a cap on buffered bytes per connection. With 10,000 decoys and the
+    'authenticated' policy, a plain account starts a NetrSessionEnum on every pipe it may open,
+    reads 1 KiB of each answer and leaves the rest (~1 MB each) queued in the server."""
+    from smbsessions import ndr
+
+    stub = ndr.encode_enum_request(ndr.EnumRequest(10, None, None, None, 0xFFFFFFFF, 0))
+    enum = request_fragment(stub, flags=FIRST | LAST, call_id=5)
+    with server_process(tmp_path, session_info="authenticated", decoy_count=10000) as server:
+        base = server.rss()
+        client = account_session(server.port)
+        tree_id = client.tree_connect().tree_id
+        pipes = 0
+        for _ in range(64):
+            created, file_id = client.create(tree_id)
+            if created.status != STATUS_SUCCESS:
+                break
+            pipes += 1
+            client.call(IOCTL, client.ioctl_body(FSCTL_PIPE_TRANSCEIVE, file_id, bind_pdu(), 4280), tree_id=tree_id)
+            reply = client.call(IOCTL, client.ioctl_body(FSCTL_PIPE_TRANSCEIVE, file_id, enum, 1024),
+                                tree_id=tree_id)
+            if reply.status != NtStatus.STATUS_BUFFER_OVERFLOW:
+                break
+        grown = server.rss() - base
+        print(f"unread enumerations: {pipes} pipes, RSS +{grown / MiB:.1f} MiB")
+        assert grown < 24 * MiB, f"one connection made the server hold {grown / MiB:.0f} MiB of unread answers"
+        client.close()
