@@ -64,12 +64,12 @@ class AuthHarness:
     """Our client bound with RPC-level auth to a fresh endpoint (whose SMB caller is ``smb_admin``)."""
 
     def __init__(self, credentials: Credentials, level: int, smb_admin: bool = False,
-                 max_recv_frag: int = 4280) -> None:
+                 max_recv_frag: int = 4280, max_xmit_frag: int = 4280) -> None:
         self.control = FakeControl(SESSIONS)
         self.endpoint = SrvsvcEndpoint(caller(admin=smb_admin, guest=not smb_admin), self.control,
                                        SessionInfoPolicy.ADMINS)
-        self.rpc = RpcClientConnection(max_recv_frag=max_recv_frag, auth=NtlmRpcInitiator(credentials),
-                                       auth_level=level)
+        self.rpc = RpcClientConnection(max_xmit_frag=max_xmit_frag, max_recv_frag=max_recv_frag,
+                                       auth=NtlmRpcInitiator(credentials), auth_level=level)
         self.endpoint.write(self.rpc.bind())
         self.rpc.receive_bind_ack(read_message(self.endpoint))
         auth3 = self.rpc.auth3()
@@ -391,3 +391,13 @@ def test_cli_rpc_auth_needs_an_ntlm_account(who: list[str]) -> None:
     err = io.StringIO()
     code = cli.main(["enum", "192.0.2.1", *who, "--rpc-auth", "privacy"], io.StringIO(), err)
     assert code == cli.EXIT_USAGE and "NTLM account" in err.getvalue()
+
+
+@pytest.mark.parametrize("level", [AuthLevel.PKT_INTEGRITY, AuthLevel.PKT_PRIVACY])
+def test_multi_fragment_signed_requests_are_verified_and_reassembled(level: int) -> None:
+    harness = AuthHarness(ALICE, level, max_xmit_frag=1432, max_recv_frag=1432)
+    stub = encode_enum_request(EnumRequest(502, user_name="u" * 3000))  # ~6 KB: 5 request fragments
+    assert len(stub) > 4 * 1432  # (request() signs as it builds: calling it only to count would skew the sequence)
+    assert decode_enum_response(harness.call(12, stub)).status == 87  # over 1,024 characters
+    response = decode_enum_response(harness.call(12, encode_enum_request(EnumRequest(502))))
+    assert response.status == 0 and len(response.entries or []) == len(SESSIONS)
