@@ -688,7 +688,11 @@ class RpcClientConnection:
         return ack
 
     def request(self, opnum: int, stub: bytes) -> list[bytes]:
-        """Request PDUs for one call; feed the answer to ``receive``."""
+        """Request PDUs for one call; feed the answer to ``receive``.
+
+        At a signed level the PDUs are signed as they are built (sequence numbers
+        advance): send every one of them, in order.
+        """
         if not self.bound:
             raise ProtocolError("request before a successful bind")
         call_id = self._next_call_id()
