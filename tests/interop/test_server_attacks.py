@@ -531,6 +531,19 @@ for line in sys.stdin:
         print(len(socks), flush=True)
     elif cmd[0] == "count":
         print(still_open(), flush=True)
+    elif cmd[0] == "churn":  # open new connections for N seconds, keeping at most 2,000
+        import time
+        end, opened = time.monotonic() + float(cmd[1]), 0
+        while time.monotonic() < end:
+            for src in sources:
+                try:
+                    socks.append(socket.create_connection(("127.0.0.1", port), 10, (src, 0)))
+                    opened += 1
+                except OSError:
+                    pass
+            while len(socks) > 2000:
+                socks.pop(0).close()
+        print(opened, flush=True)
     else:
         break
 """
@@ -1172,3 +1185,32 @@ def test_unread_enumerations_are_bounded_per_connection(tmp_path: Path) -> None:
         print(f"unread enumerations: {pipes} pipes, RSS +{grown / MiB:.1f} MiB")
         assert grown < 24 * MiB, f"one connection made the server hold {grown / MiB:.0f} MiB of unread answers"
         client.close()
+
+
+def test_connection_churn_does_not_evict_an_administrator_logging_on(tmp_path: Path) -> None:
+    """A flood that keeps opening connections evicts the oldest unauthenticated ones; an
+    administrator's connection is unauthenticated too until its logon completes. With 32 slots
+    (a fast attacker against 1,024, scaled down), every admin enumeration during 8 s of churn
+    from 40 addresses must succeed."""
+    import threading
+
+    with server_process(tmp_path, max_connections=32) as server:
+        flood = Flooder(server.port, flood_sources(40))
+        opened: list[int] = []
+        churn = threading.Thread(target=lambda: opened.append(flood.ask("churn 8")))
+        churn.start()
+        failures: list[str] = []
+        attempts = 0
+        try:
+            time.sleep(0.5)
+            while churn.is_alive():
+                attempts += 1
+                try:
+                    admin_enumerates(server.port)
+                except Exception as exc:  # counted and reported
+                    failures.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            churn.join()
+            flood.close()
+        print(f"churn: {opened} connections opened, {attempts} admin enumerations, {len(failures)} failed")
+        assert not failures, f"{len(failures)} of {attempts} admin enumerations failed: {failures[:2]}"
