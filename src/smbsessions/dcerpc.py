@@ -852,10 +852,10 @@ class RpcServerConnection:
                 calls.append(call)
         return calls
 
-    def _break(self) -> None:
+    def _break(self, status: int = RpcFaultStatus.nca_s_proto_error) -> None:
         # The byte stream is unsalvageable: tell the client once, then go quiet.
         self.broken = True
-        self._queue(fault_pdu(0, RpcFaultStatus.nca_s_proto_error))
+        self._queue(fault_pdu(0, status))
 
     def _handle(self, pdu: Pdu) -> Call | None:
         if pdu.ptype in (PType.BIND, PType.ALTER_CONTEXT):
@@ -1048,6 +1048,17 @@ class RpcServerConnection:
     def _bind_nak(self, call_id: int, reason: int) -> bytes:
         return _pdu(PType.BIND_NAK, PFC_FIRST_FRAG | PFC_LAST_FRAG, call_id,
                     struct.pack("<HB", reason, 1) + bytes([5, 0]))
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Input held for later: a partial PDU plus the fragments of an unfinished request."""
+        return self._stream.pending + (0 if self._request is None else self._request.size)
+
+    def abort(self, status: int = RpcFaultStatus.nca_s_proto_error) -> None:
+        """Drop the buffered input, answer one fault, and refuse everything after it."""
+        self._stream = PduStream()
+        self._request = None
+        self._break(status)
 
     def close(self) -> None:
         """Drop every buffer (partial PDU, unfinished request, queued output) and refuse more input."""

@@ -12,7 +12,7 @@ from impacket.dcerpc.v5.dtypes import NULL
 
 from smbsessions import srvsvc_ndr
 from smbsessions.auth import nt_hash_of
-from smbsessions.dcerpc import PduStream, RpcClientConnection, parse_pdu
+from smbsessions.dcerpc import PduStream, RpcClientConnection, decode_fault, parse_pdu
 from smbsessions.levels import SessionInfo
 from smbsessions.ndr import (
     DelRequest,
@@ -23,7 +23,7 @@ from smbsessions.ndr import (
     encode_enum_request,
 )
 from smbsessions.rules import SessionInfoPolicy
-from smbsessions.server.srvsvc import SrvsvcEndpoint
+from smbsessions.server.srvsvc import InputBudget, SrvsvcEndpoint, srvsvc_factory
 from smbsessions.server.types import CallerInfo
 from smbsessions.srvsvc_levels import ServerIdentity, decoy_share
 from smbsessions.status import NetApiStatus, RpcFaultError, RpcFaultStatus
@@ -280,3 +280,26 @@ def test_qualifiers_that_match_nothing_get_their_status_through_the_endpoint() -
     response = decode_enum_response(harness.call(12, encode_enum_request(
         EnumRequest(1, client_name="\\\\127.0.0.2", user_name="nobody"))))
     assert response.status == NetApiStatus.NERR_UserNotFound
+
+
+def test_pipes_share_an_input_budget_and_the_one_that_overflows_it_is_cut_off() -> None:
+    budget = InputBudget(limit=300_000)
+    factory = srvsvc_factory(FakeControl(SESSIONS), SessionInfoPolicy.ADMINS, budget)
+    endpoints = [factory(caller()) for _ in range(3)]
+    assert all(isinstance(e, SrvsvcEndpoint) for e in endpoints)
+    first, second, honest = (Harness(e) for e in endpoints if isinstance(e, SrvsvcEndpoint))
+
+    def start_unfinished(harness: Harness) -> None:
+        for fragment in harness.rpc.request(12, bytes(250_000))[:-1]:  # never the last fragment
+            harness.endpoint.write(fragment)
+
+    start_unfinished(first)
+    assert 200_000 < budget.used <= 300_000
+    start_unfinished(second)  # pushes the total over: this pipe is cut off, and its bytes released
+    assert budget.used < 300_000
+    pdu = parse_pdu(second.endpoint.read(4096)[0])
+    assert pdu.ptype == 3 and decode_fault(pdu).status == RpcFaultStatus.nca_s_proto_error
+    # The pipe that stayed within the budget, and an honest one, still work.
+    assert decode_enum_response(honest.call(12, encode_enum_request(EnumRequest(0)))).status == 0
+    first.endpoint.close()
+    assert budget.used == 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import ClassVar, overload
@@ -46,13 +47,20 @@ log = logging.getLogger("smbsessions.server")
 # with ERROR_INVALID_PARAMETER rather than a fault (bench/hostile_server.py sends two
 # 30,000-character names, ~120 KiB), so an unfinished request may buffer up to this much.
 MAX_SRVSVC_REQUEST = 256 << 10
+# Unfinished input all srvsvc pipes of one server may hold together (see InputBudget).
+MAX_BUFFERED_INPUT = 64 << 20
 
 
 class SrvsvcEndpoint:
     """Implements ``server.types.PipeEndpoint`` for one pipe open."""
 
-    def __init__(self, caller: CallerInfo, control: ServerControl, policy: SessionInfoPolicy) -> None:
+    def __init__(
+        self, caller: CallerInfo, control: ServerControl, policy: SessionInfoPolicy,
+        budget: InputBudget | None = None,
+    ) -> None:
         self.caller = caller
+        self._budget = InputBudget() if budget is None else budget
+        self._accounted = 0
         self.control = control
         self.policy = policy
         self._smb_rights = Caller(authenticated=not caller.is_guest, admin=caller.is_admin)
@@ -72,6 +80,18 @@ class SrvsvcEndpoint:
     def write(self, data: bytes) -> None:
         for call in self._rpc.receive_data(data):
             self._dispatch(call)
+        self._account()
+
+    def _account(self) -> None:
+        """Keep the shared budget in step with what this pipe holds; cut it off past the limit."""
+        held = self._rpc.buffered_bytes
+        delta, self._accounted = held - self._accounted, held
+        if not self._budget.change(delta) and delta > 0:
+            log.warning("srvsvc pipe of %s cut off: unfinished input over the server's %d-byte budget",
+                        self._who(), self._budget.limit)
+            self._rpc.abort()
+            self._budget.change(-self._accounted)
+            self._accounted = 0
 
     def read(self, max_len: int) -> tuple[bytes, bool]:
         if self._offset >= len(self._message):
@@ -87,6 +107,8 @@ class SrvsvcEndpoint:
         self._message = b""
         self._offset = 0
         self._rpc.close()
+        self._budget.change(-self._accounted)
+        self._accounted = 0
 
     # ---- calls
 
@@ -233,10 +255,36 @@ class _InfoColumn(Sequence[SessionInfo]):
         return self._rows[index][1]
 
 
-def srvsvc_factory(control: ServerControl, policy: SessionInfoPolicy) -> PipeFactory:
-    """The factory the engine calls on every open of ``\\PIPE\\srvsvc``."""
+class InputBudget:
+    """Bytes of unfinished input all the pipes of one server may hold together (thread-safe).
+
+    Honest requests are a few KiB and finish within a write or two; only a client
+    that starts requests and never finishes them accumulates. Past the limit, the
+    pipe whose input grew is cut off (one fault, then nothing), whoever it is.
+    """
+
+    def __init__(self, limit: int = MAX_BUFFERED_INPUT) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def change(self, delta: int) -> bool:
+        """Account ``delta`` bytes; False when the total is now over the limit."""
+        with self._lock:
+            self.used += delta
+            return self.used <= self.limit
+
+
+def srvsvc_factory(
+    control: ServerControl, policy: SessionInfoPolicy, budget: InputBudget | None = None
+) -> PipeFactory:
+    """The factory the engine calls on every open of ``\\PIPE\\srvsvc``.
+
+    Every pipe it opens shares one ``InputBudget`` (a fresh one unless given).
+    """
+    shared = InputBudget() if budget is None else budget
 
     def open_pipe(caller: CallerInfo) -> SrvsvcEndpoint:
-        return SrvsvcEndpoint(caller, control, policy)
+        return SrvsvcEndpoint(caller, control, policy, shared)
 
     return open_pipe
