@@ -196,9 +196,9 @@ class SessionClient:
             pipe.close()
             raise
         self._pipe = pipe
-        log.debug("%s:%d: %s, signing %s, encryption %s; srvsvc bound (fragments up to %d bytes)",
+        log.debug("%s:%d: %s, signing %s, encryption %s; srvsvc bound (fragments up to %d, RPC auth %s)",
                   self.host, self.port, pipe.dialect_name, pipe.signing, pipe.encryption,
-                  self._rpc.max_xmit_frag)
+                  self._rpc.max_xmit_frag, self.rpc_auth.value if self.rpc_auth else "none")
         if self._aborted:  # abort() ran while we were connecting
             self.close()
             raise HostTimeoutError(f"{self.host}:{self.port}: aborted")
