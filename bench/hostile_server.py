@@ -478,7 +478,7 @@ def run_case(case: Case, host: str, port: int, account: tuple[str, str]) -> Outc
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, help="an already running server (default: start one on 4527)")
+    parser.add_argument("--port", type=int, help="an already running server (default: start one on 4462)")
     parser.add_argument("-U", "--user", default="alice%alicepw", help="admin account USER%%PASSWORD")
     parser.add_argument("--only", help="comma-separated case names")
     args = parser.parse_args(argv)
@@ -510,8 +510,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from bench.bench_server import serve
 
-    with serve(0, 4527, ("alice:alicepw:admin", "bob:bobpw")) as proc:
-        return run_all(4527, proc)
+    with serve(0, 4462, ("alice:alicepw:admin", "bob:bobpw")) as proc:
+        return run_all(4462, proc)
 
 
 if __name__ == "__main__":

@@ -64,10 +64,11 @@ class LiveSession:
     started: float  # time.monotonic() at session setup
     last_request: float  # time.monotonic() of the latest request on the session
     num_opens: int = 0
+    cname: str = ""  # client_cname(client_address), computed once at logon
 
     def info(self, now: float) -> SessionInfo:
         return SessionInfo(
-            cname=client_cname(self.client_address),
+            cname=self.cname or client_cname(self.client_address),
             username=self.username,
             num_opens=self.num_opens,
             time=_seconds(self.started, now),
@@ -120,6 +121,7 @@ class SessionTable:
                 key=self._next_key,
                 connection_id=connection_id,
                 client_address=plain_address(client_address),
+                cname=client_cname(client_address),
                 username=username,
                 domain=domain,
                 is_guest=is_guest,
