@@ -251,7 +251,8 @@ class RawSmb:
         self.cipher: int | None = None
         self.sign = False
         self.encrypt = False
-        self.preauth = bytes(64)
+        self.preauth = bytes(64)  # 3.1.1: the connection's, then the session's preauth hash
+        self.last_sent = b""
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -313,17 +314,50 @@ class RawSmb:
         return message
 
     def call(self, command: int, body: bytes, **kw: Any) -> Reply:
-        self.send_frame(self.seal(self.message(command, body, **kw)))
+        self.last_sent = self.message(command, body, **kw)
+        self.send_frame(self.seal(self.last_sent))
         return self.recv()
 
     # commands
     def negotiate(self, dialects: tuple[int, ...] = (0x0302,), *, capabilities: int = CAP_ENCRYPTION,
                   security_mode: int = SIGNING_ENABLED) -> Reply:
+        """NEGOTIATE; with 3.1.1 offered, the contexts a Windows client sends (SHA-512 preauth,
+        AES-128-GCM/CCM, AES-GMAC/CMAC)."""
+        contexts = b""
+        count = 0
+        if 0x0311 in dialects:
+            parts = [struct.pack("<HHI", 1, 38, 0) + struct.pack("<HHH", 1, 32, 1) + os.urandom(32),
+                     struct.pack("<HHI", 2, 6, 0) + struct.pack("<HHH", 2, 2, 1),
+                     struct.pack("<HHI", 8, 6, 0) + struct.pack("<HHH", 2, 2, 1)]
+            for part in parts:
+                contexts += b"\0" * (-len(contexts) % 8) + part
+            count = len(parts)
+        dialect_bytes = struct.pack(f"<{len(dialects)}H", *dialects)
+        offset = 0
+        if count:
+            offset = 64 + 36 + len(dialect_bytes)
+            offset += -offset % 8
         body = struct.pack("<HHHHI16sIHH", 36, len(dialects), security_mode, 0, capabilities,
-                           os.urandom(16), 0, 0, 0) + struct.pack(f"<{len(dialects)}H", *dialects)
+                           os.urandom(16), offset, count, 0) + dialect_bytes
+        if count:
+            body += b"\0" * (offset - 64 - len(body)) + contexts
         reply = self.call(NEGOTIATE, body)
         if reply.status == STATUS_SUCCESS:
             self.dialect = struct.unpack_from("<H", reply.body, 4)[0]
+        if self.dialect == 0x0311:
+            self.preauth = smb2_crypto.preauth_hash(smb2_crypto.preauth_hash(bytes(64), self.last_sent), reply.raw)
+            self.signing_alg = smb2_crypto.SigningAlgorithm.AES_CMAC
+            ctx_count = struct.unpack_from("<H", reply.body, 6)[0]
+            at = struct.unpack_from("<I", reply.body, 60)[0]
+            for _ in range(ctx_count):
+                at += -at % 8
+                ctype, length = struct.unpack_from("<HH", reply.raw, at)
+                data = reply.raw[at + 8:at + 8 + length]
+                if ctype == 2:
+                    self.cipher = struct.unpack_from("<H", data, 2)[0] or None
+                elif ctype == 8:
+                    self.signing_alg = smb2_crypto.SigningAlgorithm(struct.unpack_from("<H", data, 2)[0])
+                at += 8 + length
         return reply
 
     def session_setup(self, token: bytes, *, security_mode: int = SIGNING_ENABLED) -> Reply:
@@ -331,6 +365,10 @@ class RawSmb:
         reply = self.call(SESSION_SETUP, body)
         if reply.session_id:
             self.session_id = reply.session_id
+        if self.dialect == 0x0311:
+            self.preauth = smb2_crypto.preauth_hash(self.preauth, self.last_sent)
+            if reply.status != STATUS_SUCCESS:
+                self.preauth = smb2_crypto.preauth_hash(self.preauth, reply.raw)
         return reply
 
     def logon_anonymous(self, *, user: str = "", domain: str = "", workstation: str = "") -> Reply:
@@ -357,9 +395,14 @@ class RawSmb:
         assert token is not None
         reply = self.session_setup(token, security_mode=security_mode)
         if reply.status == STATUS_SUCCESS:
-            self.cipher = smb2_crypto.Cipher.AES_128_CCM if self.dialect in (0x0300, 0x0302) else None
-            self.keys = smb2_crypto.derive_session_keys(self.dialect, ctx.session_key, None, self.cipher)
-            self.signing_alg = smb2_crypto.default_signing_algorithm(self.dialect)
+            if self.dialect in (0x0300, 0x0302):
+                self.cipher = smb2_crypto.Cipher.AES_128_CCM
+            elif self.dialect < 0x0300:
+                self.cipher = None
+            preauth = self.preauth if self.dialect == 0x0311 else None
+            self.keys = smb2_crypto.derive_session_keys(self.dialect, ctx.session_key, preauth, self.cipher)
+            if self.dialect != 0x0311:
+                self.signing_alg = smb2_crypto.default_signing_algorithm(self.dialect)
             self.sign = sign
             self.encrypt = bool(struct.unpack_from("<H", reply.body, 2)[0] & 0x0004)  # ENCRYPT_DATA
         return reply
@@ -810,7 +853,7 @@ def test_read_and_ioctl_with_huge_lengths_allocate_nothing(shared_server: Server
 
 # --------------------------------------------------------------------------- signing and encryption
 
-SIGNED_DIALECTS = [0x0202, 0x0210, 0x0300, 0x0302]
+SIGNED_DIALECTS = [0x0202, 0x0210, 0x0300, 0x0302, 0x0311]
 
 
 @pytest.mark.parametrize("dialect", SIGNED_DIALECTS, ids=lambda d: f"{d:#06x}")
@@ -859,8 +902,10 @@ def encrypting_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serv
         yield server
 
 
-def test_encrypted_session_refuses_plain_and_tampered_messages(encrypting_server: ServerProcess) -> None:
-    client = account_session(encrypting_server.port, dialect=0x0302)
+@pytest.mark.parametrize("dialect", [0x0300, 0x0302, 0x0311], ids=lambda d: f"{d:#06x}")
+def test_encrypted_session_refuses_plain_and_tampered_messages(encrypting_server: ServerProcess,
+                                                               dialect: int) -> None:
+    client = account_session(encrypting_server.port, dialect=dialect)
     assert client.encrypt, "the server did not ask for encryption"
     assert client.tree_connect().status == STATUS_SUCCESS
     # A signed but unencrypted request on a session that must encrypt.
@@ -870,7 +915,7 @@ def test_encrypted_session_refuses_plain_and_tampered_messages(encrypting_server
     assert client.echo().status == STATUS_SUCCESS
     client.close()
     for position in (-1, 4 + 3, 20 + 2, 44):  # ciphertext, signature, nonce, session id
-        fresh = account_session(encrypting_server.port, dialect=0x0302)
+        fresh = account_session(encrypting_server.port, dialect=dialect)
         assert fresh.echo().status == STATUS_SUCCESS
         tampered = bytearray(fresh.seal(fresh.message(ECHO, struct.pack("<HH", 4, 0))))
         tampered[position] ^= 0x80
