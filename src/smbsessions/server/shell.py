@@ -52,6 +52,9 @@ NULL_IDLE_TIMEOUT = 60.0  # null sessions and connections that never logged on
 DEFAULT_PREAUTH_TIMEOUT = 30.0  # a connection must have logged on by then
 DEFAULT_MAX_CONNECTIONS = 1024
 DEFAULT_MAX_PER_ADDRESS = 64  # connections without an authenticated session, per source address
+# Sessions one non-admin account may hold at once: with 64 pipes each, one plain account can
+# then neither fill the connection slots nor the server-wide pipe budget (64 x 64 < 8192).
+DEFAULT_MAX_PER_ACCOUNT = 64
 FRAME_TIMEOUT = 60.0  # a frame, once begun, must be complete within this
 DEFERRED_CLOSE_LIMIT = 5.0  # how long a self-disconnected caller gets to read its reply
 SWEEP_INTERVAL = 0.25
@@ -260,6 +263,9 @@ class SessionServer(ServerControl):
         preauth_timeout: float = DEFAULT_PREAUTH_TIMEOUT,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         max_per_address: int = DEFAULT_MAX_PER_ADDRESS,
+        max_per_account: int = DEFAULT_MAX_PER_ACCOUNT,
+        frame_timeout: float = FRAME_TIMEOUT,
+        null_idle_timeout: float = NULL_IDLE_TIMEOUT,
     ) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
@@ -272,12 +278,14 @@ class SessionServer(ServerControl):
         self._core_config = CoreConfig(
             server_name=server_name, domain=domain, lookup_nt_hash=self.lookup_nt_hash,
             is_admin=self.is_admin, pipe_factory=pipe_factory, allow_anonymous=allow_anonymous,
+            may_logon=self._may_logon,
             require_encryption=require_encryption, require_signing=require_signing,
         )
         self._idle_timeout = idle_timeout
-        self._null_idle = min(NULL_IDLE_TIMEOUT, idle_timeout)
+        self._null_idle = min(null_idle_timeout, idle_timeout)
         self._preauth_timeout = preauth_timeout
-        self._frame_timeout = min(FRAME_TIMEOUT, idle_timeout)
+        self._frame_timeout = min(frame_timeout, idle_timeout)
+        self._max_per_account = max_per_account
         self._max_connections = max_connections
         self._max_per_address = max_per_address
         # Slots only authenticated connections may fill: a flood of unauthenticated ones
@@ -393,14 +401,22 @@ class SessionServer(ServerControl):
                         escape(proto.client_address), self._max_connections)
             return False
         waiting = [c for c in connections if c.core is None or not c.core.authenticated]
-        same = [c for c in waiting if c.client_address == proto.client_address]
+        by_address: dict[str, list[_SmbProtocol]] = {}
+        for c in waiting:
+            by_address.setdefault(c.client_address, []).append(c)
+        same = by_address.get(proto.client_address, [])
         if len(same) >= self._max_per_address:
             # The newest connection gets its chance (it may be a real client behind the same
             # address); the oldest unauthenticated one from that address makes room.
-            self._evict(min(same, key=lambda c: c.opened), "unauthenticated connections per address")
-            waiting.remove(min(same, key=lambda c: c.opened))
+            victim = min(same, key=lambda c: c.opened)
+            self._evict(victim, "unauthenticated connections per address")
+            waiting.remove(victim)
+            same.remove(victim)
         if self._reserved and len(waiting) >= self._max_connections - self._reserved:
-            self._evict(min(waiting, key=lambda c: c.opened), "unauthenticated slots full")
+            # Evict from the address holding the most unauthenticated connections (its oldest):
+            # a lone administrator's address is never the victim of a flood from elsewhere.
+            crowded = max(by_address.values(), key=len)
+            self._evict(min(crowded, key=lambda c: c.opened), "unauthenticated slots full")
         with self._lock:
             self._connections[proto.id] = proto
         return True
@@ -437,6 +453,15 @@ class SessionServer(ServerControl):
             else:
                 loop.call_soon_threadsafe(proto.abort, "session deleted by NetrSessionDel")
         return [s.key for s in live] + decoys
+
+    def _may_logon(self, user: str, is_admin: bool) -> bool:
+        """A non-admin account holds fewer than ``max_per_account`` sessions (admins: no cap)."""
+        if is_admin:
+            return True
+        name = user.lower()
+        held = sum(1 for key, info in self._table.snapshot()
+                   if key > 0 and info.username is not None and info.username.lower() == name)
+        return held < self._max_per_account
 
     def lookup_nt_hash(self, user: str) -> bytes | None:
         account = self._accounts.get(user.lower())
@@ -516,6 +541,9 @@ def build_server(
     preauth_timeout: float = DEFAULT_PREAUTH_TIMEOUT,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     max_per_address: int = DEFAULT_MAX_PER_ADDRESS,
+    max_per_account: int = DEFAULT_MAX_PER_ACCOUNT,
+    frame_timeout: float = FRAME_TIMEOUT,
+    null_idle_timeout: float = NULL_IDLE_TIMEOUT,
 ) -> SessionServer:
     """The server the CLI runs: accounts as ``USER:PASSWORD[:admin]``.
 
@@ -533,7 +561,8 @@ def build_server(
         decoys=decoys, allow_anonymous=allow_anonymous, require_encryption=require_encryption,
         require_signing=require_signing, idle_timeout=idle_timeout, preauth_timeout=preauth_timeout,
         max_connections=max_connections,
-        max_per_address=max_per_address,
+        max_per_address=max_per_address, max_per_account=max_per_account, frame_timeout=frame_timeout,
+        null_idle_timeout=null_idle_timeout,
     )
     if make_pipe_factory is not None:
         server.pipe_factory = make_pipe_factory(server)

@@ -95,6 +95,9 @@ class CoreConfig:
     # a client then cannot open a null session (it has no key to sign with). Authenticated
     # sessions are signed whenever either side requires it, and every signed request is verified.
     require_signing: bool = False
+    # Asked before a logon of a real account completes (user, is_admin): False refuses it
+    # with STATUS_REQUEST_NOT_ACCEPTED (the account holds too many sessions).
+    may_logon: Callable[[str, bool], bool] = lambda user, is_admin: True
     server_guid: bytes = field(default_factory=lambda: os.urandom(16))
     max_pipes: int = 64  # opens per authenticated session
     max_pipes_anonymous: int = 4  # opens per null session

@@ -276,6 +276,9 @@ def session_setup(conn: ServerConnection, message: Message, request: SessionSetu
     session.security = SessionSecurity()  # a re-authentication's old keys end here
     if not session.anonymous:
         session.is_admin = conn.config.is_admin(session.user)
+        if not conn.config.may_logon(session.user, session.is_admin):
+            return _logon_failed(conn, session, NtStatus.STATUS_REQUEST_NOT_ACCEPTED,
+                                 "the account holds too many sessions")
         session.security.establish(dialect, identity.session_key, session.preauth_hash,
                                    negotiated.signing, negotiated.cipher)
         session.signing_required = conn.config.require_signing or bool(
