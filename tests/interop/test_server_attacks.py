@@ -70,6 +70,10 @@ from smbsessions.server.shell import build_server
 from smbsessions.server.srvsvc import srvsvc_factory
 
 options = json.loads(sys.argv[1])
+nofile = options.pop("nofile", 0)
+if nofile:  # a host whose descriptor limit (soft and hard) is low
+    import resource
+    resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 policy = SessionInfoPolicy(options.pop("session_info", "admins"))
 decoy_count = options.pop("decoy_count", 0)
 if decoy_count:
@@ -106,6 +110,11 @@ class ServerProcess:
         match = re.search(r"^VmRSS:\s+(\d+) kB", text, re.MULTILINE)
         assert match, text
         return int(match.group(1)) * 1024
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server has used, from /proc."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -1265,3 +1274,23 @@ def test_connection_churn_does_not_evict_an_administrator_logging_on(tmp_path: P
             flood.close()
         print(f"churn: {opened} connections opened, {attempts} admin enumerations, {len(failures)} failed")
         assert not failures, f"{len(failures)} of {attempts} admin enumerations failed: {failures[:2]}"
+
+
+def test_descriptor_exhaustion_neither_spins_nor_locks_the_administrator_out(tmp_path: Path) -> None:
+    """Issue 8: at a 1,024-descriptor limit the accept loop spun at 0.8 core and administrators were
+    locked out. Here the limit is 256 (below max_connections) and 300 silent connections arrive
+    from 10 addresses: the server must not spin, and alice must still get in (the connection cap
+    has to sit below the descriptor limit, or the kept slots are never reached)."""
+    with server_process(tmp_path, nofile=256) as server:
+        flood = Flooder(server.port, flood_sources(10))
+        try:
+            assert flood.ask("open 30") >= 290
+            time.sleep(1.0)
+            started = server.cpu_seconds()
+            time.sleep(3.0)
+            spent = (server.cpu_seconds() - started) / 3.0
+            print(f"descriptor exhaustion: server CPU {spent:.2f} core")
+            assert spent < 0.5, f"the accept loop spins at {spent:.2f} core"
+            assert admin_enumerates(server.port) < ADMIN_TIMEOUT
+        finally:
+            flood.close()
