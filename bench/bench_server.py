@@ -386,7 +386,8 @@ def bench_idle(args: argparse.Namespace) -> None:
     ctx = multiprocessing.get_context("spawn")
     per_process = 1000
     accounts = (f"{ADMIN[0]}:{ADMIN[1]}:admin", f"{IDLE_USER[0]}:{IDLE_USER[1]}")
-    with serve(0, args.port, accounts, extra=("--max-connections", str(args.idle + 100))) as proc:
+    limits = ("--max-connections", str(args.idle + 100), "--max-per-account", str(args.idle))
+    with serve(0, args.port, accounts, extra=limits) as proc:
         _admin_latency(args.port, 1)
         base = _rss(proc.pid)
         quiet = _admin_latency(args.port)

@@ -57,6 +57,8 @@ def add_parser(commands: Any) -> None:
     serve.add_argument("--max-per-address", type=int, default=64, metavar="N",
                        help="connections without an authenticated session per client address "
                             "(default 64)")
+    serve.add_argument("--max-per-account", type=int, default=64, metavar="N",
+                       help="sessions one non-admin account may hold at once (default 64)")
     serve.add_argument("--log-format", choices=("text", "json"), default="text",
                        help="log lines as text or one JSON object per line (for a SIEM)")
     serve.add_argument("--sessions-file", type=Path, metavar="FILE",
@@ -124,7 +126,7 @@ def run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             comment=args.comment, decoy_shares=args.decoy_share, decoys=decoys,
             allow_anonymous=not args.no_anonymous, require_encryption=args.encrypt,
             require_signing=args.require_signing, max_connections=args.max_connections,
-            max_per_address=args.max_per_address,
+            max_per_address=args.max_per_address, max_per_account=args.max_per_account,
             make_pipe_factory=lambda control: srvsvc_factory(control, policy),
         )
     except SessionsFileError as exc:
