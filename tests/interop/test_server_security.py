@@ -1,4 +1,4 @@
-"""Hardening of our SMB server (smbsessions.server.engine) against hostile clients.
+"""Hardening of our SMB server core (smbsessions.server.shell + smb2/) against hostile clients.
 
 Each test is the loopback proof of concept of a flaw found in review, run
 against a server started here (ports 4550-4559): what it must no longer get,
