@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load (default 60)")
     parser.add_argument("--sessions", type=int, default=200)
     parser.add_argument("--clients", type=int, default=20)
-    parser.add_argument("--port", type=int, default=4526)
+    parser.add_argument("--port", type=int, default=4464)  # H1b's interop range
     args = parser.parse_args(argv)
 
     calls = Counter[str]()

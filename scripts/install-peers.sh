@@ -3,15 +3,15 @@
 #
 # Interop tests run a private Samba smbd on a loopback port and use rpcclient,
 # nss_wrapper (fake Unix accounts, so /etc/passwd is never edited) and Samba's
-# own Python bindings as a second NDR implementation. The watch tests run a
-# private PostgreSQL (Debian's postgresql: initdb/pg_ctl, started by the tests
+# own Python bindings as a second NDR implementation, and smbtorture's rpc.srvsvc. The watch
+# tests run a private PostgreSQL (Debian's postgresql: initdb/pg_ctl, started by the tests
 # in a temp dir on a loopback port, never the system cluster). This script installs the
 # Debian packages that provide them, when run as root and something is missing.
 # Without root it explains why it skips and exits 0: the interop tests then skip
 # themselves with a visible reason.
 set -u
 
-PACKAGES="samba smbclient samba-common-bin libnss-wrapper python3-samba"
+PACKAGES="samba smbclient samba-common-bin libnss-wrapper python3-samba samba-testsuite"
 # watch/history tests: PostgreSQL server binaries (a set of its own, like Kerberos below).
 PG_PACKAGES="postgresql"
 # Kerberos (-k) tests: a Samba AD DC (samba-ad-dc, winbind + libnss-winbind for its
@@ -34,6 +34,7 @@ missing_peers() {
     local missing=""
     command -v smbd >/dev/null 2>&1 || [ -x /usr/sbin/smbd ] || missing="$missing smbd"
     command -v rpcclient >/dev/null 2>&1 || missing="$missing rpcclient"
+    command -v smbtorture >/dev/null 2>&1 || missing="$missing smbtorture"
     find_nss_wrapper >/dev/null || missing="$missing libnss_wrapper.so"
     /usr/bin/python3 -c 'import samba.dcerpc.srvsvc' >/dev/null 2>&1 \
         || missing="$missing python3-samba"
@@ -67,7 +68,7 @@ kerberos_extra() {
 
 missing="$(missing_peers)"
 if [ -z "$missing" ]; then
-    echo "install-peers: all present (smbd, rpcclient, libnss_wrapper.so, python3-samba, Samba AD DC, krb5, postgresql)"
+    echo "install-peers: all present (smbd, rpcclient, smbtorture, libnss_wrapper.so, python3-samba, Samba AD DC, krb5, postgresql)"
     kerberos_extra
     exit 0
 fi

@@ -173,6 +173,15 @@ def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
                                  "libraries' messages")
 
 
+RPC_AUTH_LEVELS = ("connect", "integrity", "privacy")  # rpc_auth.RpcAuthLevel; a test checks they agree
+
+
+def add_rpc_auth_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rpc-auth", choices=RPC_AUTH_LEVELS, metavar="LEVEL",
+                        help="also authenticate the DCE/RPC bind (NTLM) at this level: connect, integrity "
+                             "(signed calls) or privacy (sealed calls), for servers that demand it")
+
+
 def _integer(text: str) -> int:
     try:
         return int(text, 0)
@@ -255,6 +264,7 @@ def _add_enum_parser(commands: Any) -> None:
     )
     _add_target(enum)
     add_auth_arguments(enum)
+    add_rpc_auth_argument(enum)
     enum.add_argument("--level", type=level_number,
                       help=f"{_LEVELS_TEXT} (default: the richest the server allows)")
     enum.add_argument("--client", metavar="NAME", help="only sessions from this client (\\\\NAME or IP)")
@@ -283,6 +293,7 @@ def _add_get_parser(commands: Any) -> None:
     )
     _add_target(get)
     add_auth_arguments(get)
+    add_rpc_auth_argument(get)
     get.add_argument("--client", metavar="NAME", required=True, help="client computer (\\\\NAME or IP)")
     get.add_argument("--user", metavar="NAME", required=True, help="user name of the session")
     get.add_argument("--level", type=level_number, help=f"{_LEVELS_TEXT} (default: the richest allowed)")
@@ -307,6 +318,7 @@ def _add_delete_parser(commands: Any) -> None:
     )
     _add_target(delete)
     add_auth_arguments(delete)
+    add_rpc_auth_argument(delete)
     delete.add_argument("--client", metavar="NAME", help="disconnect every session from this client")
     delete.add_argument("--user", metavar="NAME", help="disconnect every session of this user")
     delete.add_argument("--all", action="store_true",
@@ -516,8 +528,11 @@ def _connect(args: argparse.Namespace) -> SessionClient:
     from .client import SessionClient  # here, not at the top: it pulls in smbprotocol
 
     _log().info("connecting to %s as %s", format_host_port(target.host, port), credentials)
-    client = SessionClient(target.host, port, credentials=credentials, timeout=args.timeout,
-                           require_encryption=args.encrypt)
+    try:
+        client = SessionClient(target.host, port, credentials=credentials, timeout=args.timeout,
+                               require_encryption=args.encrypt, rpc_auth=args.rpc_auth)
+    except ValueError as exc:  # --rpc-auth with --anonymous or -k: RPC-level auth is NTLM
+        raise UsageError(str(exc)) from None
     client.start_deadline()  # one --timeout for the whole command: connect, every page, the output
     return client
 

@@ -38,6 +38,7 @@ from .ndr import (
     encode_del_request,
     encode_enum_request,
 )
+from .rpc_auth import NtlmRpcInitiator, RpcAuthLevel
 from .rules import canonical_client_name, not_found_status, session_matches
 from .status import HostTimeoutError, NetApiError, NetApiStatus, ProtocolError, TransportError
 from .transport import SmbPipe
@@ -197,14 +198,18 @@ class SessionClient:
         logon_guard: LogonGuard | None = None,
         max_entries: int = MAX_ENTRIES,
         max_bytes: int = MAX_RESPONSE_BYTES,
+        rpc_auth: RpcAuthLevel | str | None = None,
     ) -> None:
         """``timeout``: seconds for connecting and for each call. ``deadline``: a
         ``time.monotonic()`` by which everything this client does must be over (one
         budget for a whole command: connecting, every page, decoding, converting);
         waits and work past it raise ``HostTimeoutError``. ``max_entries`` and
         ``max_bytes`` bound one enumeration across all its pages (``ProtocolError``
-        beyond). ``logon_guard``: a sweep's lockout protection around the logon."""
+        beyond). ``logon_guard``: a sweep's lockout protection around the logon.
+        ``rpc_auth`` (connect, integrity, privacy): also authenticate the DCE/RPC bind
+        with NTLM at that level, for servers that demand RPC-level authentication."""
         self.host = host
+        self.rpc_auth = None if rpc_auth is None else RpcAuthLevel(rpc_auth)
         self.port = port
         self.credentials = credentials
         self.timeout = timeout
@@ -217,7 +222,14 @@ class SessionClient:
         self._received = 0  # stub bytes of the enumeration in progress
         self._pipe: SmbPipe | None = None
         self._aborted = False
-        self._rpc = RpcClientConnection(max_xmit_frag=DEFAULT_MAX_FRAG, max_recv_frag=MAX_FRAG)
+        self._rpc = self._new_rpc()
+
+    def _new_rpc(self) -> RpcClientConnection:
+        if self.rpc_auth is None:
+            return RpcClientConnection(max_xmit_frag=DEFAULT_MAX_FRAG, max_recv_frag=MAX_FRAG)
+        return RpcClientConnection(max_xmit_frag=DEFAULT_MAX_FRAG, max_recv_frag=MAX_FRAG,
+                                   auth=NtlmRpcInitiator(self.credentials, self.host),
+                                   auth_level=self.rpc_auth.auth_level)
 
     # ---- connection
 
@@ -229,7 +241,7 @@ class SessionClient:
             if not self._pipe.closed:
                 return self
             self._pipe = None  # the connection was lost: start over
-        self._rpc = RpcClientConnection(max_xmit_frag=DEFAULT_MAX_FRAG, max_recv_frag=MAX_FRAG)
+        self._rpc = self._new_rpc()
         self._check_deadline("connecting")
         self._opened = time.monotonic()
         pipe = SmbPipe.open(
@@ -244,13 +256,16 @@ class SessionClient:
         try:
             reply = pipe.transceive(self._rpc.bind(), MAX_FRAG)
             self._rpc.receive_bind_ack(reply)
+            auth3 = self._rpc.auth3()
+            if auth3 is not None:  # RPC-level auth: the third leg has no answer
+                pipe.write(auth3, timeout=self.timeout)
         except BaseException:
             pipe.close()
             raise
         self._pipe = pipe
-        log.debug("%s:%d: %s, signing %s, encryption %s; srvsvc bound (fragments up to %d bytes)",
+        log.debug("%s:%d: %s, signing %s, encryption %s; srvsvc bound (fragments up to %d, RPC auth %s)",
                   self.host, self.port, pipe.dialect_name, pipe.signing, pipe.encryption,
-                  self._rpc.max_xmit_frag)
+                  self._rpc.max_xmit_frag, self.rpc_auth.value if self.rpc_auth else "none")
         if self._aborted:  # abort() ran while we were connecting
             self.close()
             raise HostTimeoutError(f"{self.host}:{self.port}: aborted")

@@ -10,18 +10,25 @@ Only what an ncacn_np srvsvc conversation needs, for both sides:
   response fragmentation, faults. It queues outgoing PDUs; the shell hands
   them to the pipe one message per read.
 
-No socket, no SMB, no authentication verifiers (ncacn_np relies on the SMB
-session; a PDU carrying one is refused).
+No socket, no SMB. Authentication verifiers (MS-RPCE 2.2.2.11): a bind or
+alter_context may carry one (NTLM, raw or inside SPNEGO, through a pluggable
+``AuthAcceptor`` / ``AuthInitiator``); at CONNECT level only the bind is
+authenticated, at PKT_INTEGRITY every request and response is signed, at
+PKT_PRIVACY their stubs are also sealed (``PacketSecurity``). Without RPC-level
+authentication, ncacn_np relies on the SMB session and a request carrying a
+verifier is refused.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Protocol
 
 from .status import ProtocolError, RpcFaultError, RpcFaultStatus
 
@@ -44,6 +51,9 @@ class PType(IntEnum):
 PFC_FIRST_FRAG = 0x01
 PFC_LAST_FRAG = 0x02
 PFC_OBJECT_UUID = 0x80
+# In a bind / bind_ack: the client can sign the PDU header, and the server agrees
+# (MS-RPCE 2.2.2.3). Our NTLM verifiers always cover the header, so we echo it.
+PFC_SUPPORT_HEADER_SIGN = 0x04
 
 # Presentation-context results (C706 p_cont_def_result_t) and reasons.
 RESULT_ACCEPTANCE = 0
@@ -52,6 +62,51 @@ RESULT_NEGOTIATE_ACK = 3
 REASON_NOT_SPECIFIED = 0
 REASON_ABSTRACT_SYNTAX_NOT_SUPPORTED = 1
 REASON_TRANSFER_SYNTAXES_NOT_SUPPORTED = 2
+REASON_LOCAL_LIMIT_EXCEEDED = 3
+# Presentation contexts one association may hold (clients use one or two): alter_contexts
+# cannot grow the table towards 65,536 entries per pipe.
+MAX_CONTEXTS = 16
+# bind_nak provider reject reasons (C706 p_reject_reason_t, MS-RPCE 2.2.2.5).
+NAK_REASON_NOT_SPECIFIED = 0
+NAK_REASON_AUTHENTICATION_TYPE_NOT_RECOGNIZED = 8
+NAK_REASON_INVALID_CHECKSUM = 9
+NAK_REASON_NAMES = {
+    0: "reason_not_specified", 1: "temporary_congestion", 2: "local_limit_exceeded",
+    3: "called_paddr_unknown", 4: "protocol_version_not_supported", 5: "default_context_not_supported",
+    6: "user_data_not_readable", 7: "no_psap_available", 8: "authentication_type_not_recognized",
+    9: "invalid_checksum",
+}
+
+
+class AuthType(IntEnum):
+    """sec_trailer auth_type (MS-RPCE 2.2.1.1.7)."""
+
+    NONE = 0
+    GSS_NEGOTIATE = 9  # SPNEGO
+    WINNT = 10  # NTLM
+    GSS_KERBEROS = 16
+    NETLOGON = 0x44
+    DEFAULT = 0xFF
+
+
+class AuthLevel(IntEnum):
+    """sec_trailer auth_level (MS-RPCE 2.2.1.1.8)."""
+
+    NONE = 1
+    CONNECT = 2
+    CALL = 3
+    PKT = 4
+    PKT_INTEGRITY = 5
+    PKT_PRIVACY = 6
+
+
+# The bind authenticates the association; from CALL up every request and response
+# carries a verifier (CALL and PKT are checked as PKT_INTEGRITY, as Samba does; a request
+# without one is accepted at those two levels only, as Samba 4.17 accepts impacket's).
+SIGNED_LEVELS = frozenset({AuthLevel.CALL, AuthLevel.PKT, AuthLevel.PKT_INTEGRITY, AuthLevel.PKT_PRIVACY})
+SEC_TRAILER = struct.Struct("<BBBBI")
+AUTH_PAD_ALIGNMENT = 16  # request/response stubs are padded so the sec_trailer follows a 16-byte multiple
+NTLM_SIGNATURE_SIZE = 16
 
 HEADER = struct.Struct("<BBBBIHHI")
 HEADER_SIZE = HEADER.size  # 16
@@ -116,8 +171,25 @@ class ContextResult:
 
 
 @dataclass(frozen=True)
+class SecTrailer:
+    """The sec_trailer before an auth value (MS-RPCE 2.2.2.11)."""
+
+    auth_type: int
+    auth_level: int
+    pad_length: int
+    context_id: int
+
+    def pack(self) -> bytes:
+        return SEC_TRAILER.pack(self.auth_type, self.auth_level, self.pad_length, 0, self.context_id)
+
+
+@dataclass(frozen=True)
 class Pdu:
-    """Common header fields; ``body`` is the bytes after the 16-byte header (auth excluded)."""
+    """Common header fields; ``body`` is the bytes after the 16-byte header (auth and its pad excluded).
+
+    With a verifier, ``trailer`` and ``auth_value`` hold it and ``raw`` the whole
+    PDU (signatures cover the header, the body and the sec_trailer as sent).
+    """
 
     ptype: int
     flags: int
@@ -125,6 +197,9 @@ class Pdu:
     frag_length: int
     auth_length: int
     body: bytes
+    raw: bytes = b""
+    trailer: SecTrailer | None = None
+    auth_value: bytes = b""
 
     @property
     def first(self) -> bool:
@@ -183,6 +258,22 @@ def _pdu(ptype: int, flags: int, call_id: int, body: bytes) -> bytes:
     return HEADER.pack(5, 0, ptype, flags, _LITTLE_ENDIAN_ASCII_IEEE, length, 0, call_id) + body
 
 
+def _pdu_with_auth(
+    ptype: int, flags: int, call_id: int, body: bytes, trailer: SecTrailer, token: bytes
+) -> bytes:
+    """A bind-type PDU (bind, bind_ack, alter_context(_resp), auth3) carrying an auth token.
+
+    The body is padded so the sec_trailer starts 4-byte aligned.
+    """
+    pad = -(HEADER_SIZE + len(body)) % 4
+    trailer = dataclasses.replace(trailer, pad_length=pad)
+    rest = body + b"\0" * pad + trailer.pack() + token
+    length = HEADER_SIZE + len(rest)
+    if length > MAX_FRAG or len(token) > 0xFFFF:
+        raise ValueError(f"PDU of {length} bytes exceeds a fragment's 16-bit length")
+    return HEADER.pack(5, 0, ptype, flags, _LITTLE_ENDIAN_ASCII_IEEE, length, len(token), call_id) + rest
+
+
 def parse_pdu(data: bytes) -> Pdu:
     """Parse one complete PDU (exactly ``frag_length`` bytes)."""
     if len(data) < HEADER_SIZE:
@@ -194,16 +285,19 @@ def parse_pdu(data: bytes) -> Pdu:
         raise ProtocolError(f"unsupported data representation 0x{drep:08x} (only little-endian ASCII)")
     if frag_length != len(data):
         raise ProtocolError(f"frag_length {frag_length} does not match the {len(data)} bytes received")
-    body_end = frag_length
-    if auth_length:
-        # sec_trailer (8 bytes) + verifier; auth_pad_length sits in the trailer.
-        trailer = frag_length - auth_length - 8
-        if trailer < HEADER_SIZE:
-            raise ProtocolError(f"auth_length {auth_length} larger than the PDU")
-        body_end = trailer - data[trailer + 2]
-        if body_end < HEADER_SIZE:
-            raise ProtocolError("auth padding larger than the PDU body")
-    return Pdu(ptype, flags, call_id, frag_length, auth_length, bytes(data[HEADER_SIZE:body_end]))
+    if not auth_length:
+        return Pdu(ptype, flags, call_id, frag_length, 0, bytes(data[HEADER_SIZE:]))
+    # sec_trailer (8 bytes) + verifier; auth_pad_length sits in the trailer.
+    start = frag_length - auth_length - SEC_TRAILER.size
+    if start < HEADER_SIZE:
+        raise ProtocolError(f"auth_length {auth_length} larger than the PDU")
+    auth_type, auth_level, pad, _, context_id = SEC_TRAILER.unpack_from(data, start)
+    body_end = start - pad
+    if body_end < HEADER_SIZE:
+        raise ProtocolError("auth padding larger than the PDU body")
+    raw = bytes(data)
+    return Pdu(ptype, flags, call_id, frag_length, auth_length, raw[HEADER_SIZE:body_end], raw,
+               SecTrailer(auth_type, auth_level, pad, context_id), raw[start + SEC_TRAILER.size :])
 
 
 class PduStream:
@@ -347,6 +441,134 @@ def fragment(
             return pdus
 
 
+class PacketSecurity(Protocol):
+    """Per-message signing and sealing of an established security context (NTLM, MS-NLMP 3.4).
+
+    ``verify`` and ``unseal`` raise (any exception) when the message was altered.
+    Calls must follow the order of the messages on the wire (sequence numbers).
+    """
+
+    def sign(self, message: bytes) -> bytes: ...
+
+    def verify(self, message: bytes, signature: bytes) -> None: ...
+
+    def seal(
+        self, message: bytes, *, sign_prefix: bytes = b"", sign_suffix: bytes = b""
+    ) -> tuple[bytes, bytes]: ...
+
+    def unseal(
+        self, ciphertext: bytes, signature: bytes, *, sign_prefix: bytes = b"", sign_suffix: bytes = b""
+    ) -> bytes: ...
+
+
+class RpcAuthError(ProtocolError):
+    """An authentication token or a verifier was refused."""
+
+
+def auth_fragments(
+    ptype: int, call_id: int, context_id: int, stub: bytes, max_frag: int, opnum: int,
+    trailer: SecTrailer, security: PacketSecurity,
+) -> list[bytes]:
+    """Request or response PDUs carrying a verifier: signed, and sealed at PKT_PRIVACY.
+
+    Each fragment's stub is padded to a multiple of 16 bytes before its
+    sec_trailer (only the last one needs padding: the others carry multiples of 16).
+    """
+    head_size = HEADER_SIZE + 8
+    overhead = head_size + SEC_TRAILER.size + NTLM_SIGNATURE_SIZE
+    room = (min(max_frag, MAX_FRAG) - overhead) & ~(AUTH_PAD_ALIGNMENT - 1)
+    if room <= 0:
+        raise ValueError(f"max_frag {max_frag} leaves no room for stub data")
+    seal = trailer.auth_level == AuthLevel.PKT_PRIVACY
+    pdus = []
+    offset = 0
+    total = len(stub)
+    while True:
+        chunk = stub[offset : offset + room]
+        flags = (PFC_FIRST_FRAG if offset == 0 else 0) | (PFC_LAST_FRAG if offset + room >= total else 0)
+        pad = -len(chunk) % AUTH_PAD_ALIGNMENT
+        payload = chunk + b"\0" * pad
+        sec = dataclasses.replace(trailer, pad_length=pad).pack()
+        length = head_size + len(payload) + len(sec) + NTLM_SIGNATURE_SIZE
+        head = HEADER.pack(5, 0, ptype, flags, _LITTLE_ENDIAN_ASCII_IEEE, length, NTLM_SIGNATURE_SIZE,
+                           call_id)
+        if ptype == PType.REQUEST:
+            head += _REQUEST.pack(total - offset, context_id, opnum)
+        else:
+            head += _RESPONSE.pack(total - offset, context_id, 0, 0)
+        if seal:
+            payload, signature = security.seal(payload, sign_prefix=head, sign_suffix=sec)
+        else:
+            signature = security.sign(head + payload + sec)
+        if len(signature) != NTLM_SIGNATURE_SIZE:
+            raise ValueError(f"a {len(signature)}-byte signature where {NTLM_SIGNATURE_SIZE} were expected")
+        pdus.append(head + payload + sec + signature)
+        offset += room
+        if flags & PFC_LAST_FRAG:
+            return pdus
+
+
+def check_verifier(pdu: Pdu, expected: SecTrailer, security: PacketSecurity) -> Pdu:
+    """Verify (and at PKT_PRIVACY unseal) a request or response PDU; the PDU with its clear body.
+
+    Raises ``RpcAuthError`` when the verifier is missing, its sec_trailer does not
+    match the one the association was authenticated with, or the signature fails.
+    """
+    trailer = pdu.trailer
+    if trailer is None or not pdu.raw:
+        raise RpcAuthError("a PDU without its verifier on an authenticated association")
+    if (trailer.auth_type, trailer.auth_level, trailer.context_id) != (
+        expected.auth_type, expected.auth_level, expected.context_id
+    ):
+        raise RpcAuthError("the verifier's sec_trailer does not match the association's")
+    raw = pdu.raw
+    start = pdu.frag_length - pdu.auth_length - SEC_TRAILER.size
+    signed_end = start + SEC_TRAILER.size
+    if pdu.ptype == PType.REQUEST:
+        payload_offset = HEADER_SIZE + _REQUEST.size + (16 if pdu.flags & PFC_OBJECT_UUID else 0)
+    else:
+        payload_offset = HEADER_SIZE + _RESPONSE.size
+    if start < payload_offset or trailer.pad_length > start - payload_offset:
+        raise RpcAuthError("the verifier leaves no room for the PDU header")
+    try:
+        if trailer.auth_level == AuthLevel.PKT_PRIVACY:
+            clear = security.unseal(raw[payload_offset:start], pdu.auth_value,
+                                    sign_prefix=raw[:payload_offset], sign_suffix=raw[start:signed_end])
+            body = raw[HEADER_SIZE:payload_offset] + clear[: len(clear) - trailer.pad_length]
+            return dataclasses.replace(pdu, body=body)
+        security.verify(raw[:signed_end], pdu.auth_value)
+    except Exception as exc:  # the security package's own error type, whatever it is
+        raise RpcAuthError(f"the PDU's verifier does not check: {exc}") from None
+    return pdu
+
+
+# MS-RPCE 2.2.2.13: the rpc_sec_verification_trailer a client may append to a request stub
+# (Windows and Samba do at PKT_INTEGRITY and above): magic, then commands up to SEC_VT_COMMAND_END.
+VERIFICATION_TRAILER_MAGIC = bytes((0x8A, 0xE3, 0x13, 0x71, 0x02, 0xF4, 0x36, 0x71))
+_SEC_VT_COMMAND_END = 0x4000
+_SEC_VT_COMMAND = struct.Struct("<HH")
+
+
+def strip_verification_trailer(stub: bytes) -> bytes:
+    """The request stub without its verification trailer (unchanged if it has none).
+
+    The trailer starts 4-byte aligned at the last occurrence of the magic, and its
+    commands must run exactly to the end of the stub; anything else is stub data.
+    Its contents (bitmask, presentation context, header copy) only restate what the
+    signed header and the bind already establish, so they are not checked further.
+    """
+    position = stub.rfind(VERIFICATION_TRAILER_MAGIC)
+    if position < 0 or position % 4:
+        return stub
+    offset = position + len(VERIFICATION_TRAILER_MAGIC)
+    while offset + _SEC_VT_COMMAND.size <= len(stub):
+        command, length = _SEC_VT_COMMAND.unpack_from(stub, offset)
+        offset += _SEC_VT_COMMAND.size + length
+        if command & _SEC_VT_COMMAND_END:
+            return stub[:position] if offset == len(stub) else stub
+    return stub
+
+
 def fault_pdu(call_id: int, status: int, context_id: int = 0) -> bytes:
     """A complete fault PDU (did-not-execute is implied for our refusals)."""
     return _pdu(PType.FAULT, PFC_FIRST_FRAG | PFC_LAST_FRAG | 0x20, call_id,
@@ -356,19 +578,49 @@ def fault_pdu(call_id: int, status: int, context_id: int = 0) -> bytes:
 # --------------------------------------------------------------------------- client
 
 
+class AuthInitiator(Protocol):
+    """Client side of one security exchange (NTLM): tokens out, tokens in, then packet security."""
+
+    auth_type: int
+
+    def step(self, token: bytes | None) -> bytes | None:
+        """The next token to send (``token`` None for the first); None when nothing is left to send."""
+
+    def packet_security(self) -> PacketSecurity:
+        """Signing/sealing once the exchange is complete."""
+
+
+# Any value works; the server echoes it and checks it on every verifier.
+CLIENT_AUTH_CONTEXT_ID = 1
+
+
 class RpcClientConnection:
-    """Client side of one association: bind, then calls one at a time."""
+    """Client side of one association: bind, then calls one at a time.
+
+    With ``auth`` and ``auth_level``, the bind carries the initiator's first
+    token, ``receive_bind_ack`` feeds it the server's, and ``auth3`` gives the
+    third leg to write before the first call; requests are then signed (and
+    sealed at PKT_PRIVACY), and every response fragment's verifier is checked.
+    """
 
     def __init__(
         self,
         abstract: SyntaxId = SRVSVC,
         max_xmit_frag: int = DEFAULT_MAX_FRAG,
         max_recv_frag: int = MAX_FRAG,
+        auth: AuthInitiator | None = None,
+        auth_level: int = AuthLevel.PKT_INTEGRITY,
     ) -> None:
         self.abstract = abstract
         self.max_xmit_frag = max_xmit_frag
         self.max_recv_frag = max_recv_frag
         self.bound = False
+        self.auth = auth
+        self._trailer = (
+            None if auth is None else SecTrailer(auth.auth_type, auth_level, 0, CLIENT_AUTH_CONTEXT_ID)
+        )
+        self._security: PacketSecurity | None = None
+        self._auth3_token: bytes | None = None
         self._call_id = 0
         self._context_id = 0
         self._pending: int | None = None
@@ -387,14 +639,27 @@ class RpcClientConnection:
         )
         call_id = self._next_call_id()
         self._pending = call_id
+        if self.auth is not None and self._trailer is not None:
+            token = self.auth.step(None) or b""
+            return _pdu_with_auth(PType.BIND, PFC_FIRST_FRAG | PFC_LAST_FRAG, call_id, body, self._trailer,
+                                  token)
         return _pdu(PType.BIND, PFC_FIRST_FRAG | PFC_LAST_FRAG, call_id, body)
+
+    def auth3(self) -> bytes | None:
+        """The rpc_auth3 PDU to write after the bind_ack (no answer comes), or None."""
+        token, self._auth3_token = self._auth3_token, None
+        if token is None or self._trailer is None:
+            return None
+        return _pdu_with_auth(PType.AUTH3, PFC_FIRST_FRAG | PFC_LAST_FRAG, self._next_call_id(), b"\0" * 4,
+                              self._trailer, token)
 
     def receive_bind_ack(self, data: bytes) -> BindAck:
         """Accept the server's answer to ``bind``; raise if the interface was refused."""
         pdu = parse_pdu(data)
         if pdu.ptype == PType.BIND_NAK:
             reason = struct.unpack_from("<H", pdu.body)[0] if len(pdu.body) >= 2 else -1
-            raise ProtocolError(f"the server refused the srvsvc bind (bind_nak reason {reason})")
+            name = NAK_REASON_NAMES.get(reason, "unknown")
+            raise ProtocolError(f"the server refused the srvsvc bind (bind_nak reason {reason}, {name})")
         if pdu.ptype == PType.FAULT:
             fault = decode_fault(pdu)
             raise RpcFaultError(fault.status, "in answer to bind")
@@ -410,6 +675,12 @@ class RpcClientConnection:
             raise ProtocolError(
                 f"server fragment sizes {ack.max_xmit_frag}/{ack.max_recv_frag} leave no room for data"
             )
+        if self.auth is not None and self._trailer is not None:
+            if pdu.trailer is None:
+                raise RpcAuthError("the server's bind_ack carries no authentication token")
+            self._auth3_token = self.auth.step(pdu.auth_value)
+            if self._trailer.auth_level in SIGNED_LEVELS:
+                self._security = self.auth.packet_security()
         # The server's max_recv bounds what we send; its max_xmit what it sends us.
         self.max_xmit_frag = min(self.max_xmit_frag, ack.max_recv_frag)
         self.bound = True
@@ -417,13 +688,20 @@ class RpcClientConnection:
         return ack
 
     def request(self, opnum: int, stub: bytes) -> list[bytes]:
-        """Request PDUs for one call; feed the answer to ``receive``."""
+        """Request PDUs for one call; feed the answer to ``receive``.
+
+        At a signed level the PDUs are signed as they are built (sequence numbers
+        advance): send every one of them, in order.
+        """
         if not self.bound:
             raise ProtocolError("request before a successful bind")
         call_id = self._next_call_id()
         self._pending = call_id
         self._parts = []
         self._received = 0
+        if self._security is not None and self._trailer is not None:
+            return auth_fragments(PType.REQUEST, call_id, self._context_id, stub, self.max_xmit_frag, opnum,
+                                  self._trailer, self._security)
         return fragment(PType.REQUEST, call_id, self._context_id, stub, self.max_xmit_frag, opnum)
 
     def receive(self, pdu: Pdu, max_stub: int = 1 << 30) -> bytes | None:
@@ -440,6 +718,8 @@ class RpcClientConnection:
             raise RpcFaultError(decode_fault(pdu).status)
         if pdu.ptype != PType.RESPONSE:
             raise ProtocolError(f"expected a response PDU, got type {pdu.ptype}")
+        if self._security is not None and self._trailer is not None:
+            pdu = check_verifier(pdu, self._trailer, self._security)
         if pdu.first != (not self._parts):
             raise ProtocolError("response fragments out of order")
         response = decode_response(pdu)
@@ -477,12 +757,41 @@ class _PendingRequest:
     size: int = 0
 
 
+class AuthAcceptor(Protocol):
+    """Server side of one security exchange carried by bind / alter_context / auth3 tokens."""
+
+    def step(self, token: bytes) -> tuple[bytes, bool]:
+        """The reply token and whether the exchange is complete; raises ``RpcAuthError``."""
+
+    def packet_security(self) -> PacketSecurity | None:
+        """Once complete: signing/sealing, or None when the logon has no key (anonymous)."""
+
+
+AcceptorFactory = Callable[[int], AuthAcceptor | None]
+"""auth_type -> a fresh acceptor, or None when that auth_type is not recognized."""
+
+
+@dataclass
+class _ServerAuth:
+    trailer: SecTrailer
+    acceptor: AuthAcceptor
+    complete: bool = False
+    failed: bool = False
+    security: PacketSecurity | None = None
+
+
 class RpcServerConnection:
     """Server side of one association on one pipe open.
 
     ``receive_data`` takes whatever the client wrote and returns the calls it
     completed; binds, alter_contexts and protocol errors are answered on the
     spot. Outgoing PDUs wait in a queue: ``next_pdu`` gives one per pipe read.
+
+    ``acceptor_factory`` enables RPC-level authentication: a bind carrying a
+    verifier starts an exchange with the acceptor it returns (3 legs: bind ->
+    bind_ack, then auth3 or alter_context); ``auth_acceptor`` is that acceptor
+    once complete (its identity is the caller), and every request is checked
+    against its level.
     """
 
     def __init__(
@@ -491,8 +800,12 @@ class RpcServerConnection:
         max_frag: int = DEFAULT_MAX_FRAG,
         secondary_address: str = "\\PIPE\\srvsvc",
         assoc_group: int = 0x1234,
+        acceptor_factory: AcceptorFactory | None = None,
+        max_request_stub: int = MAX_REQUEST_STUB,
     ) -> None:
+        """``max_request_stub`` bounds what one unfinished request may make us buffer."""
         self.interfaces = tuple(interfaces)
+        self.max_request_stub = max_request_stub
         self.max_frag = max_frag
         self.secondary_address = secondary_address
         self.assoc_group = assoc_group
@@ -505,6 +818,19 @@ class RpcServerConnection:
         self._refused_call: int | None = None
         self._bound = False
         self.broken = False
+        self._acceptor_factory = acceptor_factory
+        self._auth: _ServerAuth | None = None
+
+    @property
+    def auth_level(self) -> int:
+        """The association's authentication level (AuthLevel.NONE without RPC-level auth)."""
+        return AuthLevel.NONE if self._auth is None else self._auth.trailer.auth_level
+
+    @property
+    def auth_acceptor(self) -> AuthAcceptor | None:
+        """The completed, successful exchange that authenticated the association, if any."""
+        auth = self._auth
+        return auth.acceptor if auth is not None and auth.complete and not auth.failed else None
 
     # ---- incoming
 
@@ -526,26 +852,30 @@ class RpcServerConnection:
                 calls.append(call)
         return calls
 
-    def _break(self) -> None:
+    def _break(self, status: int = RpcFaultStatus.nca_s_proto_error) -> None:
         # The byte stream is unsalvageable: tell the client once, then go quiet.
         self.broken = True
-        self._queue(fault_pdu(0, RpcFaultStatus.nca_s_proto_error))
+        self._queue(fault_pdu(0, status))
 
     def _handle(self, pdu: Pdu) -> Call | None:
         if pdu.ptype in (PType.BIND, PType.ALTER_CONTEXT):
             self._answer_bind(pdu)
             return None
+        if pdu.ptype == PType.AUTH3:
+            self._auth3(pdu)
+            return None
         if pdu.ptype != PType.REQUEST:
-            # auth3, cancel, orphaned, shutdown and stray server PDUs need no answer.
+            # cancel, orphaned, shutdown and stray server PDUs need no answer.
             return None
         if pdu.call_id == self._refused_call:
             # Later fragments of a call already answered with a fault: drop them quietly.
             if pdu.last:
                 self._refused_call = None
             return None
-        if pdu.auth_length:
-            self._refuse(pdu, RpcFaultStatus.nca_s_proto_error)
+        checked = self._check_auth(pdu)
+        if checked is None:
             return None
+        pdu = checked
         try:
             request = decode_request(pdu)
         except ProtocolError:
@@ -562,13 +892,45 @@ class RpcServerConnection:
             return None
         pending.parts.append(request.stub)
         pending.size += len(request.stub)
-        if pending.size > MAX_REQUEST_STUB:
+        if pending.size > self.max_request_stub:
             self._refuse(pdu, RpcFaultStatus.nca_s_proto_error)
             return None
         if not pdu.last:
             return None
         self._request = None
-        return Call(pending.call_id, pending.context_id, pending.opnum, b"".join(pending.parts))
+        stub = strip_verification_trailer(b"".join(pending.parts))
+        return Call(pending.call_id, pending.context_id, pending.opnum, stub)
+
+    def _check_auth(self, pdu: Pdu) -> Pdu | None:
+        """The request PDU with a clear body, or None once it has been refused (as Samba refuses)."""
+        auth = self._auth
+        if auth is None:
+            if pdu.auth_length:
+                self._refuse(pdu, RpcFaultStatus.rpc_s_access_denied)
+                return None
+            return pdu
+        if auth.failed:
+            self._refuse(pdu, RpcFaultStatus.rpc_s_access_denied)
+            return None
+        if not auth.complete:
+            self._refuse(pdu, RpcFaultStatus.nca_s_proto_error)
+            return None
+        if auth.trailer.auth_level not in SIGNED_LEVELS:
+            return pdu  # CONNECT: the bind was authenticated, requests need no verifier
+        if not pdu.auth_length and auth.trailer.auth_level in (AuthLevel.CALL, AuthLevel.PKT):
+            # impacket binds at PKT and then sends its requests unsigned; Samba 4.17 accepts
+            # them (measured), so do we. A verifier, when present, is checked as for integrity.
+            return pdu
+        if auth.security is None or not pdu.auth_length:
+            self._refuse(pdu, RpcFaultStatus.nca_s_proto_error)
+            return None
+        try:
+            return check_verifier(pdu, auth.trailer, auth.security)
+        except RpcAuthError:
+            # Sequence numbers are out of step from here on: fault this call, then go quiet.
+            self._refuse(pdu, RpcFaultStatus.nca_s_fault_sec_pkg_error)
+            auth.failed = True
+            return None
 
     def _refuse(self, pdu: Pdu, status: int, context_id: int = 0) -> None:
         """Fault the call ``pdu`` belongs to, once: its later fragments are dropped quietly."""
@@ -583,11 +945,20 @@ class RpcServerConnection:
         except ProtocolError:
             self._queue(self._bind_nak(pdu.call_id, REASON_NOT_SPECIFIED))
             return
-        # No RPC-level authentication on a pipe the SMB session protects, and one
-        # BIND per association (more contexts come with ALTER_CONTEXT).
-        if pdu.auth_length or (pdu.ptype == PType.BIND and self._bound):
+        # One BIND per association (more contexts come with ALTER_CONTEXT).
+        if pdu.ptype == PType.BIND and self._bound:
             self._queue(self._bind_nak(pdu.call_id, REASON_NOT_SPECIFIED))
             return
+        reply_token: bytes | None = None
+        if pdu.trailer is not None:
+            outcome = self._bind_auth(pdu)
+            if isinstance(outcome, int):
+                if pdu.ptype == PType.BIND:
+                    self._queue(self._bind_nak(pdu.call_id, outcome))
+                else:
+                    self._queue(fault_pdu(pdu.call_id, RpcFaultStatus.rpc_s_access_denied))
+                return
+            reply_token = outcome
         if pdu.ptype == PType.BIND:
             self._bound = True
             # A client may not ask for less than MIN_FRAG; we never send more than max_frag.
@@ -595,7 +966,69 @@ class RpcServerConnection:
         results = [self._negotiate(ctx) for ctx in bind.contexts]
         ack = BindAck(self.xmit_frag, self.max_frag, self.assoc_group,
                       self.secondary_address if reply_type == PType.BIND_ACK else "", tuple(results))
-        self._queue(_pdu(reply_type, PFC_FIRST_FRAG | PFC_LAST_FRAG, pdu.call_id, encode_bind_ack(ack)))
+        flags = PFC_FIRST_FRAG | PFC_LAST_FRAG | (pdu.flags & PFC_SUPPORT_HEADER_SIGN)
+        if reply_token and self._auth is not None:  # an empty final token travels as no verifier
+            self._queue(_pdu_with_auth(reply_type, flags, pdu.call_id, encode_bind_ack(ack),
+                                       self._auth.trailer, reply_token))
+        else:
+            self._queue(_pdu(reply_type, flags, pdu.call_id, encode_bind_ack(ack)))
+
+    def _bind_auth(self, pdu: Pdu) -> bytes | int | None:
+        """Run the auth leg a bind / alter_context carries: the reply token, or a bind_nak reason.
+
+        None: an alter_context repeating the auth of a complete exchange (answered without a token).
+        """
+        trailer = pdu.trailer
+        assert trailer is not None
+        auth = self._auth
+        if auth is not None:
+            if auth.failed or (trailer.auth_type, trailer.auth_level, trailer.context_id) != (
+                auth.trailer.auth_type, auth.trailer.auth_level, auth.trailer.context_id
+            ):
+                return NAK_REASON_NOT_SPECIFIED
+            if auth.complete:
+                return None
+            return self._auth_step(auth, pdu.auth_value)
+        if trailer.auth_level not in (AuthLevel.CONNECT, *SIGNED_LEVELS):
+            return NAK_REASON_NOT_SPECIFIED
+        acceptor = None if self._acceptor_factory is None else self._acceptor_factory(trailer.auth_type)
+        if acceptor is None:
+            return NAK_REASON_AUTHENTICATION_TYPE_NOT_RECOGNIZED
+        auth = _ServerAuth(dataclasses.replace(trailer, pad_length=0), acceptor)
+        reply = self._auth_step(auth, pdu.auth_value)
+        if isinstance(reply, bytes):
+            self._auth = auth
+        return reply
+
+    def _auth_step(self, auth: _ServerAuth, token: bytes) -> bytes | int:
+        try:
+            reply, done = auth.acceptor.step(token)
+        except RpcAuthError:
+            auth.failed = True
+            return NAK_REASON_NOT_SPECIFIED
+        if done:
+            self._finish_auth(auth)
+        return reply
+
+    def _finish_auth(self, auth: _ServerAuth) -> None:
+        auth.complete = True
+        if auth.trailer.auth_level in SIGNED_LEVELS:
+            auth.security = auth.acceptor.packet_security()
+            # An anonymous logon has no key: nothing to sign with, so no signed level.
+            auth.failed = auth.security is None
+
+    def _auth3(self, pdu: Pdu) -> None:
+        """The third leg (no answer is sent; a failure refuses every later call)."""
+        auth = self._auth
+        if auth is None or auth.complete or pdu.trailer is None:
+            return
+        expected = (auth.trailer.auth_type, auth.trailer.context_id)
+        if (pdu.trailer.auth_type, pdu.trailer.context_id) != expected:
+            auth.failed = True
+            return
+        self._auth_step(auth, pdu.auth_value)
+        if not auth.complete:
+            auth.failed = True
 
     def _negotiate(self, ctx: ContextElement) -> ContextResult:
         if any(t.uuid.bytes_le[:8] == _BIND_TIME_FEATURE_PREFIX for t in ctx.transfer):
@@ -607,6 +1040,8 @@ class RpcServerConnection:
         if NDR20 not in ctx.transfer:
             return ContextResult(RESULT_PROVIDER_REJECTION, REASON_TRANSFER_SYNTAXES_NOT_SUPPORTED,
                                  _NULL_SYNTAX)
+        if ctx.context_id not in self.contexts and len(self.contexts) >= MAX_CONTEXTS:
+            return ContextResult(RESULT_PROVIDER_REJECTION, REASON_LOCAL_LIMIT_EXCEEDED, _NULL_SYNTAX)
         self.contexts[ctx.context_id] = ctx.abstract
         return ContextResult(RESULT_ACCEPTANCE, 0, NDR20)
 
@@ -614,11 +1049,37 @@ class RpcServerConnection:
         return _pdu(PType.BIND_NAK, PFC_FIRST_FRAG | PFC_LAST_FRAG, call_id,
                     struct.pack("<HB", reason, 1) + bytes([5, 0]))
 
+    @property
+    def buffered_bytes(self) -> int:
+        """Input held for later: a partial PDU plus the fragments of an unfinished request."""
+        return self._stream.pending + (0 if self._request is None else self._request.size)
+
+    def abort(self, status: int = RpcFaultStatus.nca_s_proto_error) -> None:
+        """Drop the buffered input, answer one fault, and refuse everything after it."""
+        self._stream = PduStream()
+        self._request = None
+        self._break(status)
+
+    def close(self) -> None:
+        """Drop every buffer (partial PDU, unfinished request, queued output) and refuse more input."""
+        self._stream = PduStream()
+        self._request = None
+        self._outgoing.clear()
+        self._queued_bytes = 0
+        self._auth = None
+        self.broken = True
+
     # ---- outgoing
 
     def respond(self, call: Call, stub: bytes) -> None:
-        """Queue the response to ``call``, fragmented to the negotiated size."""
-        for pdu in fragment(PType.RESPONSE, call.call_id, call.context_id, stub, self.xmit_frag):
+        """Queue the response to ``call``, fragmented to the negotiated size (signed/sealed as bound)."""
+        auth = self._auth
+        if auth is not None and auth.security is not None and auth.trailer.auth_level in SIGNED_LEVELS:
+            pdus = auth_fragments(PType.RESPONSE, call.call_id, call.context_id, stub, self.xmit_frag, 0,
+                                  auth.trailer, auth.security)
+        else:
+            pdus = fragment(PType.RESPONSE, call.call_id, call.context_id, stub, self.xmit_frag)
+        for pdu in pdus:
             self._queue(pdu)
 
     def fault(self, call: Call, status: int) -> None:

@@ -610,3 +610,9 @@ def decode_del_response(stub: bytes) -> int:
     status = reader.u32("return value")
     reader.finish("NetrSessionDel response")
     return status
+
+
+# Shared with ``srvsvc_ndr`` (share and server info levels): one string codec, one reader.
+StubReader = _Reader
+encode_string = _encode_string
+FIRST_REFERENT = _FIRST_REFERENT

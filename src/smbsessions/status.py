@@ -29,6 +29,8 @@ class NetApiStatus(IntEnum):
     ERROR_NO_NETWORK = 1222
     NERR_BufTooSmall = 2123
     NERR_UserNotFound = 2221
+    NERR_NetNameNotFound = 2310
+    NERR_DeviceNotShared = 2311
     NERR_ClientNameNotFound = 2312
     NERR_InvalidComputer = 2351
 
@@ -44,6 +46,8 @@ NET_API_MESSAGES: dict[int, str] = {
     NetApiStatus.ERROR_NO_NETWORK: "The network is not present or not started.",
     NetApiStatus.NERR_BufTooSmall: "The API return buffer is too small.",
     NetApiStatus.NERR_UserNotFound: "The user name could not be found.",
+    NetApiStatus.NERR_NetNameNotFound: "The share name does not exist.",
+    NetApiStatus.NERR_DeviceNotShared: "The device is not shared.",
     NetApiStatus.NERR_ClientNameNotFound: "A session does not exist with that computer name.",
     NetApiStatus.NERR_InvalidComputer: "This computer name is invalid.",
 }
@@ -66,6 +70,8 @@ class RpcFaultStatus(IntEnum):
     nca_s_fault_context_mismatch = 0x1C00001A
     RPC_X_BAD_STUB_DATA = 0x000006F7  # MS-RPCE also calls it nca_s_fault_ndr
     nca_s_fault_remote_no_memory = 0x1C000022
+    nca_s_unsupported_authn_level = 0x1C00001D
+    nca_s_fault_sec_pkg_error = 0x00000721  # a verifier failed its check (Samba: DCERPC_FAULT_SEC_PKG_ERROR)
     rpc_s_access_denied = 0x00000005
     RPC_S_INVALID_TAG = 0x000006A6
     RPC_S_UNKNOWN_IF = 0x000006B5
@@ -76,7 +82,12 @@ class RpcFaultStatus(IntEnum):
 
 
 class NtStatus(IntEnum):
-    """NTSTATUS values the SMB layer may answer with (MS-ERREF 2.3), by their symbolic names."""
+    """NTSTATUS values (MS-ERREF 2.3.1) by their symbolic names: what SMB servers answer
+    the client with, and what our server core and NTLM/SPNEGO answer with.
+
+    The one home for NTSTATUS names in this library: add a value here, never a
+    bare ``0xC...`` constant elsewhere.
+    """
 
     STATUS_SUCCESS = 0x00000000
     STATUS_PENDING = 0x00000103
@@ -88,6 +99,7 @@ class NtStatus(IntEnum):
     STATUS_EA_LIST_INCONSISTENT = 0x80000014
     STATUS_STOPPED_ON_SYMLINK = 0x8000002D
     STATUS_UNSUCCESSFUL = 0xC0000001
+    STATUS_NOT_IMPLEMENTED = 0xC0000002
     STATUS_INVALID_INFO_CLASS = 0xC0000003
     STATUS_INFO_LENGTH_MISMATCH = 0xC0000004
     STATUS_INVALID_HANDLE = 0xC0000008
@@ -131,6 +143,7 @@ class NtStatus(IntEnum):
     STATUS_IO_TIMEOUT = 0xC00000B5
     STATUS_FILE_IS_A_DIRECTORY = 0xC00000BA
     STATUS_NOT_SUPPORTED = 0xC00000BB
+    STATUS_INVALID_NETWORK_RESPONSE = 0xC00000C3
     STATUS_NETWORK_NAME_DELETED = 0xC00000C9
     STATUS_NETWORK_ACCESS_DENIED = 0xC00000CA
     STATUS_BAD_NETWORK_NAME = 0xC00000CC
@@ -155,8 +168,12 @@ class NtStatus(IntEnum):
     STATUS_PATH_NOT_COVERED = 0xC0000257
     STATUS_DFS_UNAVAILABLE = 0xC000026D
     STATUS_NOT_A_REPARSE_POINT = 0xC0000275
+    STATUS_NETWORK_SESSION_EXPIRED = 0xC000035C
+    STATUS_DOWNGRADE_DETECTED = 0xC0000388
     STATUS_AUTHENTICATION_FIREWALL_FAILED = 0xC0000413
     STATUS_SERVER_UNAVAILABLE = 0xC0000466
+    STATUS_INVALID_SIGNATURE = 0xC000A000
+    STATUS_SMB_NO_PREAUTH_INTEGRITY_HASH_OVERLAP = 0xC05D0000
 
 
 LOGON_REFUSALS: frozenset[int] = frozenset({
@@ -178,11 +195,13 @@ sweep counts before it stops trying a password that would lock the account out."
 
 
 def ntstatus_name(code: int) -> str:
-    """Symbolic NTSTATUS name (``STATUS_LOGON_FAILURE``), or ``NTSTATUS_0x...`` if unknown."""
+    """Symbolic name of an NTSTATUS (``STATUS_LOGON_FAILURE``), or ``NTSTATUS_0x...`` if unknown."""
     try:
         return NtStatus(code).name
     except ValueError:
-        return f"NTSTATUS_0x{code:08X}"
+        return f"NTSTATUS_0x{code & 0xFFFFFFFF:08X}"
+
+
 
 
 def net_api_status_name(status: int) -> str:

@@ -9,9 +9,11 @@ connection, and NetrSessionDel kills whole connections), optionally:
 * preceded by an NBSS session request (0x81) carrying a NetBIOS calling name,
   which Samba reports (lower-cased) instead of the IP; smbd accepts it on any
   port, but impacket only sends it on port 139, so this module sends it;
-* with K files open on a share, so ``num_opens`` > 0.
+* with K files open on a share, so ``num_opens`` > 0; with ``share="IPC$"``
+  (our server, which serves no files) K opens of the srvsvc pipe instead,
+  which count in ``num_opens`` as on Windows.
 
-Works against Samba and against impacket's SMB server engine (SMB1, SMB 2.0,
+Works against Samba and against our own server (SMB1 where the server speaks it, SMB 2.0,
 2.1: pick ``dialect``). Sessions are opened in parallel threads.
 
     with SessionHolder("127.0.0.1", 4455, 60, credentials=[("bob", "bobpw")]) as held:
@@ -51,6 +53,7 @@ from impacket.smb3structs import (
 from impacket.smbconnection import SMB_DIALECT, SMBConnection
 
 DELETE = 0x00010000
+PIPE_ACCESS = 0x0012019F  # what Windows clients ask for a pipe (plain GENERIC_READ|WRITE is refused)
 
 DIALECTS: dict[str, Any] = {
     "auto": None,
@@ -256,7 +259,11 @@ class SessionHolder:
             if self.open_files:
                 held.tree_id = conn.connectTree(self.share)
                 names = []
-                for k in range(self.open_files):
+                if self.share.upper() == "IPC$":
+                    for _ in range(self.open_files):
+                        held.file_ids.append(conn.openFile(held.tree_id, "srvsvc", desiredAccess=PIPE_ACCESS))
+                        names.append("srvsvc")
+                for k in range(0 if self.share.upper() == "IPC$" else self.open_files):
                     name = f"held_{self._file_tag}_{index}_{k}.tmp"
                     # Delete-on-close: files vanish however the session ends,
                     # including when the server kills it.

@@ -5,10 +5,10 @@ Every peer answers the same question the same way (``EnumResult``: status,
 entries as ``SessionInfo``, TotalEntries, ResumeHandle), so a rule test can be
 written once and run through each peer that can express its request.
 
-The server listens on a port of 4520-4529 (the first one that binds), with:
+The server listens on a free port the kernel picks (port 0), with:
 
 * ``alice``/``alicepw`` (admin) and ``bob``/``bobpw`` (plain user);
-* a writable share ``share`` (holders keep files open there);
+* IPC$ only (holders keep the srvsvc pipe open, which counts in num_opens);
 * decoys from a ``--sessions-file`` style JSON file (``write_sessions_file``);
 * a policy that can be switched between tests (``OurServer.policy``): it
   applies to srvsvc pipes opened after the switch.
@@ -33,17 +33,18 @@ from smbsessions.client import SessionClient
 from smbsessions.levels import FIELDS, SessionInfo
 from smbsessions.rules import SessionInfoPolicy
 from smbsessions.server.decoys import load_sessions_file
-from smbsessions.server.engine import SessionServer, Share, build_server
+from smbsessions.server.shell import SessionServer, build_server
 from smbsessions.server.srvsvc import srvsvc_factory
 from smbsessions.server.types import CallerInfo, PipeEndpoint, ServerControl
 
 from .samba_py import samba_py_session_del, samba_py_session_enum
 
-PORTS = range(4520, 4530)
+PORTS = (0,)  # the kernel picks a free port
 ADMIN = ("alice", "alicepw")
 USER = ("bob", "bobpw")
 ACCOUNTS = [f"{ADMIN[0]}:{ADMIN[1]}:admin", f"{USER[0]}:{USER[1]}"]
-SHARE = "share"
+SHARE = "IPC$"
+DECOY_SHARE = "share"  # listed by NetrShareEnum, never served
 RPCCLIENT = "/usr/bin/rpcclient"
 CLI_TIMEOUT = 60.0
 
@@ -142,9 +143,8 @@ def running_server(
         state = OurServer(None, share_dir, workdir, policy)  # type: ignore[arg-type]
         try:
             server = build_server(
-                bind, port, accounts=ACCOUNTS,
-                shares=[Share(SHARE, str(share_dir), read_only=False)],
-                decoys=decoys, make_pipe_factory=_factory(state),
+                bind, port, accounts=ACCOUNTS, decoys=decoys, make_pipe_factory=_factory(state),
+                decoy_shares=[DECOY_SHARE],
             )
         except OSError as exc:
             errors.append(f"{port}: {exc}")

@@ -64,6 +64,9 @@ def test_the_clis_copies_of_shared_words_agree_with_their_homes() -> None:
     assert cli.DEFAULT_PORT == auth.SMB_PORT
     assert ", ".join(map(str, levels.VALID_LEVELS[:-1])) + f" or {levels.VALID_LEVELS[-1]}" == cli._LEVELS_TEXT
     assert cli.EXIT_DENIED is ExitCode.DENIED and cli.EXIT_INTERRUPTED is ExitCode.INTERRUPTED
+    from smbsessions.rpc_auth import RpcAuthLevel
+
+    assert tuple(level.value for level in RpcAuthLevel) == cli.RPC_AUTH_LEVELS
 
 
 EXIT_PROBE = """

@@ -244,7 +244,7 @@ def test_garbled_bind_gets_bind_nak_and_client_raises() -> None:
     assert raw_bind  # the real bind is untouched by the failure
 
 
-def test_bind_with_auth_verifier_is_refused() -> None:
+def test_bind_with_auth_verifier_is_refused_without_an_acceptor() -> None:
     body = dcerpc.encode_bind(Bind(4280, 4280, 0, (ContextElement(0, SRVSVC, (NDR20,)),)))
     trailer = struct.pack("<BBBBI", 10, 2, 0, 0, 0) + b"N" * 16
     length = 16 + len(body) + len(trailer)
@@ -253,6 +253,8 @@ def test_bind_with_auth_verifier_is_refused() -> None:
     server.receive_data(raw)
     reply = server.next_pdu()
     assert reply is not None and dcerpc.parse_pdu(reply).ptype == PType.BIND_NAK
+    # No acceptor: the auth type is not recognized (reason 8), as MS-RPCE 2.2.2.5 names it.
+    assert struct.unpack_from("<H", reply, 16)[0] == dcerpc.NAK_REASON_AUTHENTICATION_TYPE_NOT_RECOGNIZED
     assert server.contexts == {}
 
 
@@ -358,7 +360,8 @@ def test_request_before_bind_faults() -> None:
     assert reply is not None and dcerpc.parse_pdu(reply).ptype == PType.FAULT
 
 
-def test_request_with_auth_verifier_faults() -> None:
+def test_request_with_auth_verifier_on_an_unauthenticated_association_faults() -> None:
+    # As Samba answers: a verifier where the bind negotiated none is access denied.
     _, server = bound_pair()
     body = struct.pack("<IHH", 0, 0, 12) + b"\0" * 8
     trailer = struct.pack("<BBBBI", 10, 2, 0, 0, 0) + b"V" * 16
@@ -367,7 +370,7 @@ def test_request_with_auth_verifier_faults() -> None:
     assert server.receive_data(raw) == []
     reply = server.next_pdu()
     assert reply is not None
-    assert dcerpc.decode_fault(dcerpc.parse_pdu(reply)).status == RpcFaultStatus.nca_s_proto_error
+    assert dcerpc.decode_fault(dcerpc.parse_pdu(reply)).status == RpcFaultStatus.rpc_s_access_denied
 
 
 def test_oversize_request_faults_and_yields_no_call() -> None:
@@ -604,3 +607,25 @@ def test_fragment_size_below_the_minimum_is_raised_to_it() -> None:
     server.receive_data(client.bind())
     server.next_pdu()
     assert server.xmit_frag == dcerpc.MIN_FRAG
+
+
+def test_alter_contexts_cannot_grow_the_context_table_without_bound() -> None:
+    _, server = bound_pair()
+    contexts = tuple(ContextElement(i, SRVSVC, (NDR20,)) for i in range(1, 200))
+    server.receive_data(bind_pdu(contexts, call_id=2, ptype=PType.ALTER_CONTEXT))
+    raw = server.next_pdu()
+    assert raw is not None
+    results = dcerpc.decode_bind_ack(dcerpc.parse_pdu(raw).body).results
+    assert len(server.contexts) == dcerpc.MAX_CONTEXTS
+    assert results[-1].reason == dcerpc.REASON_LOCAL_LIMIT_EXCEEDED
+    assert sum(r.result == dcerpc.RESULT_ACCEPTANCE for r in results) == dcerpc.MAX_CONTEXTS - 1
+
+
+@pytest.mark.parametrize("flags", [0x03, 0x07])
+def test_bind_ack_echoes_header_signing_support(flags: int) -> None:
+    body = dcerpc.encode_bind(Bind(4280, 4280, 0, (ContextElement(0, SRVSVC, (NDR20,)),)))
+    raw = struct.pack("<BBBBIHHI", 5, 0, 11, flags, 0x10, 16 + len(body), 0, 1) + body
+    server = RpcServerConnection()
+    server.receive_data(raw)
+    reply = server.next_pdu()
+    assert reply is not None and reply[3] == flags

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
+from typing import ClassVar
 
 import pytest
 from impacket.dcerpc.v5 import srvs
 from impacket.dcerpc.v5.dtypes import NULL
 
-from smbsessions.dcerpc import PduStream, RpcClientConnection, parse_pdu
+from smbsessions import srvsvc_ndr
+from smbsessions.auth import nt_hash_of
+from smbsessions.dcerpc import PduStream, RpcClientConnection, decode_fault, parse_pdu
 from smbsessions.levels import SessionInfo
 from smbsessions.ndr import (
     DelRequest,
@@ -19,8 +23,9 @@ from smbsessions.ndr import (
     encode_enum_request,
 )
 from smbsessions.rules import SessionInfoPolicy
-from smbsessions.server.srvsvc import SrvsvcEndpoint
+from smbsessions.server.srvsvc import InputBudget, SrvsvcEndpoint, srvsvc_factory
 from smbsessions.server.types import CallerInfo
+from smbsessions.srvsvc_levels import ServerIdentity, decoy_share
 from smbsessions.status import NetApiStatus, RpcFaultError, RpcFaultStatus
 
 SESSIONS = [
@@ -43,8 +48,15 @@ class FakeControl:
         self.disconnected.append((keys, defer_for))
         return keys
 
-    def legacy_srvsvc(self, opnum: int, stub: bytes) -> bytes | None:
-        return b"\x01\x02\x03\x04" if opnum == 21 else None
+    identity = ServerIdentity(name="Srv", comment="a comment", decoy_shares=(decoy_share("ADMIN$"),))
+    accounts: ClassVar[dict[str, tuple[str, bool]]] = {"alice": ("alicepw", True), "bob": ("bobpw", False)}
+
+    def lookup_nt_hash(self, user: str) -> bytes | None:
+        account = self.accounts.get(user.lower())
+        return None if account is None else bytes.fromhex(nt_hash_of(account[0]))
+
+    def is_admin(self, user: str) -> bool:
+        return self.accounts.get(user.lower(), ("", False))[1]
 
 
 def caller(admin: bool = True, guest: bool = False, key: int = 7) -> CallerInfo:
@@ -152,12 +164,12 @@ def test_delete_disconnects_matching_keys_deferring_the_caller() -> None:
     assert len(control.disconnected) == 1
 
 
-def test_unknown_opnum_faults_and_legacy_opnums_pass_through() -> None:
+@pytest.mark.parametrize("opnum", [0, 14, 17, 22, 29, 99])
+def test_unanswered_opnums_fault_with_op_rng_error(opnum: int) -> None:
     harness, _ = make()
     with pytest.raises(RpcFaultError) as info:
-        harness.call(99, b"")
+        harness.call(opnum, b"\0" * 8)
     assert info.value.code == RpcFaultStatus.nca_s_op_rng_error
-    assert harness.call(21, b"\0" * 8) == b"\x01\x02\x03\x04"
 
 
 def test_malformed_stub_faults_and_the_pipe_keeps_working() -> None:
@@ -175,3 +187,119 @@ def test_garbage_before_bind_gets_a_fault_not_an_exception() -> None:
     chunk, more = endpoint.read(4096)
     assert parse_pdu(chunk).ptype == 3  # fault
     assert not more
+
+
+# -- shares, server info, time of day (opnums 15, 16, 20, 21, 28, 36) -----------------------
+
+
+def test_share_enum_lists_ipc_typed_as_ipc_and_decoys_as_configured() -> None:
+    harness, _ = make(admin=False, guest=True)
+    for opnum in (15, 36):
+        stub = srvsvc_ndr.encode_share_enum_request(srvsvc_ndr.ShareEnumRequest(1))
+        response = srvsvc_ndr.decode_share_enum_response(harness.call(opnum, stub))
+        assert response.status == 0 and response.level == 1
+        assert [(s.netname, s.type, s.remark) for s in response.entries or []] == [
+            ("IPC$", 0x80000003, "Remote IPC"), ("ADMIN$", 0x80000000, "Remote Admin")]
+
+
+@pytest.mark.parametrize(("opnum", "level", "admin", "status"), [
+    (15, 2, False, 5), (15, 502, False, 5), (15, 501, False, 5), (15, 2, True, 0), (15, 503, True, 0),
+    (36, 501, True, 124), (15, 10, True, 124), (36, 0, False, 0),
+])
+def test_share_enum_answers_at_the_level_asked(opnum: int, level: int, admin: bool, status: int) -> None:
+    harness, _ = make(admin=admin)
+    stub = srvsvc_ndr.encode_share_enum_request(srvsvc_ndr.ShareEnumRequest(level))
+    response = srvsvc_ndr.decode_share_enum_response(harness.call(opnum, stub))
+    assert (response.level, response.status) == (level, status)
+    if status == 0:
+        assert response.entries is not None and len(response.entries) == 2
+    else:
+        assert not response.entries
+
+
+def test_share_get_info_check_server_info_and_tod() -> None:
+    harness, _ = make(admin=False)
+    stub = srvsvc_ndr.encode_share_get_info_request(srvsvc_ndr.ShareGetInfoRequest("admin$", 501))
+    answer = srvsvc_ndr.decode_share_get_info_response(harness.call(16, stub), 501)
+    assert answer.status == 0 and answer.info is not None and answer.info.netname == "ADMIN$"
+    stub = srvsvc_ndr.encode_share_get_info_request(srvsvc_ndr.ShareGetInfoRequest("nothere", 1))
+    assert srvsvc_ndr.decode_share_get_info_response(harness.call(16, stub), 1).status == 2310
+    stub = srvsvc_ndr.encode_share_get_info_request(srvsvc_ndr.ShareGetInfoRequest("ADMIN$", 502))
+    assert srvsvc_ndr.decode_share_get_info_response(harness.call(16, stub), 502) == \
+        srvsvc_ndr.ShareGetInfoResponse(502, None, 5)
+    stub = srvsvc_ndr.encode_share_check_request(srvsvc_ndr.ShareCheckRequest("c:\\windows\\"))
+    assert srvsvc_ndr.decode_share_check_response(harness.call(20, stub)) == \
+        srvsvc_ndr.ShareCheckResponse(0x80000000, 0)
+    stub = srvsvc_ndr.encode_server_get_info_request(srvsvc_ndr.ServerGetInfoRequest(101))
+    info = srvsvc_ndr.decode_server_get_info_response(harness.call(21, stub), 101).info
+    assert info is not None and (info.platform_id, info.name, info.version_major, info.type, info.comment) == (
+        500, "Srv", 10, 0x9003, "a comment")
+    stub = srvsvc_ndr.encode_server_get_info_request(srvsvc_ndr.ServerGetInfoRequest(102))
+    assert srvsvc_ndr.decode_server_get_info_response(harness.call(21, stub), 102).status == 5
+    before = int(time.time())
+    tod = srvsvc_ndr.decode_remote_tod_response(harness.call(28, srvsvc_ndr.encode_remote_tod_request())).tod
+    assert tod is not None and before - 1 <= tod.elapsed <= int(time.time()) + 1
+
+
+def test_a_closed_endpoint_is_freed_without_the_cyclic_collector() -> None:
+    import gc
+    import weakref
+
+    endpoint = SrvsvcEndpoint(caller(), FakeControl(SESSIONS), SessionInfoPolicy.ADMINS)
+    harness = Harness(endpoint)
+    first = harness.rpc.request(12, bytes(40_000))[0]  # the first of several fragments
+    endpoint.write(first + first[:100])  # an unfinished request and a partial PDU
+    endpoint.close()
+    assert endpoint.read(100) == (b"", False)
+    ref = weakref.ref(endpoint)
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        del endpoint, harness
+        assert ref() is None  # reference counting alone freed it: no cycle
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def test_an_oversized_request_is_refused_past_256_kib_but_long_names_get_their_status() -> None:
+    harness, _ = make()
+    stub = encode_enum_request(EnumRequest(1, client_name="\\\\" + "A" * 30_000, user_name="u" * 30_000))
+    assert decode_enum_response(harness.call(12, stub)).status == 87  # ERROR_INVALID_PARAMETER
+    with pytest.raises(RpcFaultError) as info:
+        harness.call(12, bytes(257 << 10))
+    assert info.value.code == RpcFaultStatus.nca_s_proto_error
+    assert decode_enum_response(harness.call(12, encode_enum_request(EnumRequest(0)))).status == 0
+
+
+def test_qualifiers_that_match_nothing_get_their_status_through_the_endpoint() -> None:
+    harness, _ = make()
+    response = decode_enum_response(harness.call(12, encode_enum_request(
+        EnumRequest(1, client_name="\\\\192.0.2.1", resume_handle=5))))
+    assert response.status == NetApiStatus.NERR_ClientNameNotFound
+    response = decode_enum_response(harness.call(12, encode_enum_request(
+        EnumRequest(1, client_name="\\\\127.0.0.2", user_name="nobody"))))
+    assert response.status == NetApiStatus.NERR_UserNotFound
+
+
+def test_pipes_share_an_input_budget_and_the_one_that_overflows_it_is_cut_off() -> None:
+    budget = InputBudget(limit=300_000)
+    factory = srvsvc_factory(FakeControl(SESSIONS), SessionInfoPolicy.ADMINS, budget)
+    endpoints = [factory(caller()) for _ in range(3)]
+    assert all(isinstance(e, SrvsvcEndpoint) for e in endpoints)
+    first, second, honest = (Harness(e) for e in endpoints if isinstance(e, SrvsvcEndpoint))
+
+    def start_unfinished(harness: Harness) -> None:
+        for fragment in harness.rpc.request(12, bytes(250_000))[:-1]:  # never the last fragment
+            harness.endpoint.write(fragment)
+
+    start_unfinished(first)
+    assert 200_000 < budget.used <= 300_000
+    start_unfinished(second)  # pushes the total over: this pipe is cut off, and its bytes released
+    assert budget.used < 300_000
+    pdu = parse_pdu(second.endpoint.read(4096)[0])
+    assert pdu.ptype == 3 and decode_fault(pdu).status == RpcFaultStatus.nca_s_proto_error
+    # The pipe that stayed within the budget, and an honest one, still work.
+    assert decode_enum_response(honest.call(12, encode_enum_request(EnumRequest(0)))).status == 0
+    first.endpoint.close()
+    assert budget.used == 0

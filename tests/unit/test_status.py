@@ -27,6 +27,8 @@ SPEC_CODES = {
     "ERROR_NO_NETWORK": 1222,
     "NERR_BufTooSmall": 2123,
     "NERR_UserNotFound": 2221,
+    "NERR_NetNameNotFound": 2310,  # MS-SRVS NetrShareGetInfo
+    "NERR_DeviceNotShared": 2311,  # MS-SRVS NetrShareCheck
     "NERR_ClientNameNotFound": 2312,
     "NERR_InvalidComputer": 2351,
 }

@@ -1,5 +1,5 @@
-"""``smbsessions serve``: an SMB server whose NetrSessionEnum shows its real sessions.
+"""``smbsessions serve``: an SMB 2/3 server whose NetrSessionEnum shows its real sessions.
 
-``engine.build_server`` is the entry point; ``types`` is the contract with the
-srvsvc endpoint.
+``shell.build_server`` is the entry point; ``smb2/`` is the sans-I/O protocol
+core; ``types`` is the contract with the srvsvc endpoint.
 """

@@ -1,7 +1,7 @@
 """``smbsessions serve``: argument parsing and the run loop.
 
-Importing this module must stay cheap and impacket-free (the top-level CLI
-imports it to register the command); the engine is imported only to run.
+Importing this module must stay cheap (the top-level CLI imports it to
+register the command); the server core is imported only to run.
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ def add_parser(commands: Any) -> None:
     serve = commands.add_parser(
         "serve",
         help="run an SMB server whose srvsvc answers NetrSessionEnum/NetrSessionDel from live sessions",
-        description="An SMB 2 server (impacket's engine) serving file shares and \\PIPE\\srvsvc. "
-                    "NetrSessionEnum and NetrSessionDel follow MS-SRVS over the server's real sessions "
-                    "(plus optional decoys). Logs connections, enumerations and deletions, never passwords.",
+        description="An SMB 2/3 server (dialects 2.0.2 to 3.1.1, signing, encryption) serving IPC$ "
+                    "and \\PIPE\\srvsvc only: no files. NetrSessionEnum and NetrSessionDel follow "
+                    "MS-SRVS over the server's real sessions (plus optional decoys). Logons are NTLMv2 "
+                    "or anonymous (no Kerberos). Logs connections, logons, enumerations and deletions, "
+                    "never passwords.",
         epilog="exit codes: 0 stopped cleanly, 2 bad arguments or sessions file, 10 cannot listen",
     )
     serve.add_argument("--bind", default="127.0.0.1", metavar="ADDR",
@@ -37,9 +39,28 @@ def add_parser(commands: Any) -> None:
                             "(repeatable; prefer --accounts-file, command lines are visible to other users)")
     serve.add_argument("--accounts-file", type=Path, metavar="FILE",
                        help="accounts, one USER:PASSWORD[:admin] per line (# comments allowed)")
-    serve.add_argument("--share", action="append", default=[], metavar="NAME=PATH[:ro]",
-                       help="a file share, read-write unless ':ro' follows the path "
-                            "(repeatable; default: none besides IPC$)")
+    serve.add_argument("--share", action="append", default=[], metavar="NAME=PATH",
+                       help=argparse.SUPPRESS)  # refused with a pointer to real file servers
+    serve.add_argument("--decoy-share", action="append", default=[], metavar="NAME[:REMARK]",
+                       help="a share name NetrShareEnum lists (never served; repeatable)")
+    serve.add_argument("--name", default="SMBSESSIONS", help="the server's NetBIOS name (NTLM, srvsvc)")
+    serve.add_argument("--comment", default="", help="the server comment srvsvc reports")
+    serve.add_argument("--encrypt", action="store_true",
+                       help="require SMB3 encryption for every authenticated session (SMB 2.x clients "
+                            "and null sessions are then refused)")
+    serve.add_argument("--require-signing", action="store_true",
+                       help="announce that signing is required, as domain controllers do (clients then "
+                            "cannot open null sessions)")
+    serve.add_argument("--max-connections", type=int, default=1024, metavar="N",
+                       help="connections at once (default 1024; an eighth is kept for authenticated "
+                            "sessions)")
+    serve.add_argument("--max-per-address", type=int, default=64, metavar="N",
+                       help="connections without an authenticated session per client address "
+                            "(default 64)")
+    serve.add_argument("--max-per-account", type=int, default=64, metavar="N",
+                       help="sessions one non-admin account may hold at once (default 64)")
+    serve.add_argument("--log-format", choices=("text", "json"), default="text",
+                       help="log lines as text or one JSON object per line (for a SIEM)")
     serve.add_argument("--sessions-file", type=Path, metavar="FILE",
                        help="decoy sessions served beside the live ones: the JSON that "
                             "'smbsessions enum --format json' prints")
@@ -63,14 +84,27 @@ def read_accounts_file(path: Path) -> list[str]:
     return specs
 
 
+def _setup_logging(kind: str, quiet: bool, err: IO[str]) -> None:
+    from smbsessions.server.logfmt import formatter
+
+    logger = logging.getLogger("smbsessions")
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(formatter(kind))
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
 def run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     from smbsessions.server.accounts import parse_account
     from smbsessions.server.decoys import SessionsFileError, load_sessions_file
-    from smbsessions.server.engine import build_server
+    from smbsessions.server.shell import FILE_SHARES_REFUSED, build_server
     from smbsessions.server.srvsvc import srvsvc_factory
 
-    if not args.quiet:
-        logging.getLogger("smbsessions").setLevel(logging.INFO)
+    if args.share:
+        err.write(f"smbsessions serve: --share: {FILE_SHARES_REFUSED}\n")
+        return EXIT_USAGE
+    _setup_logging(args.log_format, args.quiet, err)
     policy = SessionInfoPolicy(args.session_info)
     specs = list(args.account)
     if args.accounts_file:
@@ -88,8 +122,11 @@ def run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         accounts = [parse_account(spec) for spec in specs]
         decoys = load_sessions_file(args.sessions_file) if args.sessions_file else []
         server = build_server(
-            args.bind, args.port, accounts=accounts, shares=args.share, domain=args.domain,
-            decoys=decoys, allow_anonymous=not args.no_anonymous,
+            args.bind, args.port, accounts=accounts, domain=args.domain, server_name=args.name,
+            comment=args.comment, decoy_shares=args.decoy_share, decoys=decoys,
+            allow_anonymous=not args.no_anonymous, require_encryption=args.encrypt,
+            require_signing=args.require_signing, max_connections=args.max_connections,
+            max_per_address=args.max_per_address, max_per_account=args.max_per_account,
             make_pipe_factory=lambda control: srvsvc_factory(control, policy),
         )
     except SessionsFileError as exc:
@@ -109,9 +146,10 @@ def run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     host, port = server.address
     admins = sum(1 for account in accounts if account.admin)
-    log.info("serving SMB on %s port %d: %d account(s) (%d admin), %d share(s), %d decoy session(s), "
-             "session info for %s", host, port, len(accounts), admins, len(args.share), len(decoys),
-             policy.value)
+    log.info("serving SMB 2/3 (IPC$ and srvsvc) on %s port %d: %d account(s) (%d admin), %d decoy "
+             "session(s), %d decoy share(s), session info for %s%s", host, port, len(accounts), admins,
+             len(decoys), len(args.decoy_share), policy.value,
+             ", encryption required" if args.encrypt else "")
     out.write(f"listening on {host}:{port}\n")
     out.flush()
     try:

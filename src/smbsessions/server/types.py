@@ -1,12 +1,13 @@
 """The contract between the SMB engine and the srvsvc endpoint.
 
-The engine (``engine.py``) owns sockets, SMB sessions and named-pipe handles.
+The SMB core (``smb2/``, run by ``shell.py``) owns sockets, SMB sessions and
+named-pipe handles.
 The srvsvc endpoint (``srvsvc.py``) owns DCE/RPC and MS-SRVS. They meet here:
 
 * ``CallerInfo``: who opened ``\\PIPE\\srvsvc`` (the SMB session behind the open).
 * ``PipeEndpoint``: one open of the pipe; bytes in, messages out, no I/O.
 * ``ServerControl``: what an endpoint may ask of the server (the live session
-  list, disconnecting sessions, impacket's stock srvsvc answers).
+  list, disconnecting sessions, the server's identity, the account store).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from smbsessions.levels import SessionInfo
+from smbsessions.srvsvc_levels import ServerIdentity
+
+__all__ = ["CallerInfo", "PipeEndpoint", "PipeFactory", "ServerControl", "ServerIdentity", "SessionKey"]
 
 SessionKey = int
 """Identifies one row of ``ServerControl.snapshot()``.
@@ -31,7 +35,7 @@ class CallerInfo:
 
     session_key: SessionKey
     username: str  # as the client sent it, without domain; "" for a null session
-    domain: str  # NTLM domain the client sent (impacket falls back to the workstation name)
+    domain: str  # NTLM domain the client sent
     is_admin: bool  # the account is configured with admin rights
     is_guest: bool  # null session, or a server without accounts (everybody is a guest)
     client_address: str  # IP address, IPv4-mapped prefix stripped, no brackets
@@ -77,5 +81,12 @@ class ServerControl(Protocol):
         (including any pipe output queued by then) has been sent.
         """
 
-    def legacy_srvsvc(self, opnum: int, stub: bytes) -> bytes | None:
-        """impacket's stock srvsvc answer (opnums 15, 16, 21) or None."""
+    @property
+    def identity(self) -> ServerIdentity:
+        """What srvsvc says about the server (name, domain, comment, decoy shares)."""
+
+    def lookup_nt_hash(self, user: str) -> bytes | None:
+        """The NT hash of an account (user matched case-insensitively), or None."""
+
+    def is_admin(self, user: str) -> bool:
+        """The account is configured with admin rights."""
