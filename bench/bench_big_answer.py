@@ -48,6 +48,8 @@ class FilePipe:
 
     closed = False
     local_address = ("127.0.0.9", 50000)
+    dialect_name = "file"
+    signing = encryption = False
 
     def __init__(self, path: str) -> None:
         self.server = RpcServerConnection()
@@ -84,14 +86,13 @@ class FilePipe:
 
 
 def measure(path: str, mode: str) -> None:
+    pipe = FilePipe(path)
     client = SessionClient("bench", 445, credentials=Credentials("alice", password="x"), timeout=120,
-                           deadline=time.monotonic() + 120)
+                           deadline=time.monotonic() + 120, open_pipe=lambda *args, **kwargs: pipe)
     if mode != "budget":
         client.max_entries = 10**8
         client.max_bytes = 1 << 31
-    pipe = FilePipe(path)
-    client._pipe = pipe  # type: ignore[assignment]
-    client._rpc.receive_bind_ack(pipe.transceive(client._rpc.bind()))
+    client.open()
     start = time.monotonic()
     outcome = ""
     try:

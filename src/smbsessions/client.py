@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from .auth import Credentials
 from .dcerpc import DEFAULT_MAX_FRAG, MAX_FRAG, PduStream, RpcClientConnection
@@ -61,6 +61,52 @@ _CONNECTION_GONE = frozenset({
     0xC00000C9,  # STATUS_NETWORK_NAME_DELETED
 })
 _NOT_FOUND_STATUSES = (NetApiStatus.NERR_UserNotFound, NetApiStatus.NERR_ClientNameNotFound)
+
+
+class Pipe(Protocol):
+    """What ``SessionClient`` needs of an open ``\\PIPE\\srvsvc``: ``transport.SmbPipe``,
+    or an in-memory stand-in (tests, the no-socket client/server pairing)."""
+
+    local_address: tuple[str, int]
+
+    @property
+    def closed(self) -> bool: ...
+
+    @property
+    def dialect_name(self) -> str: ...
+
+    @property
+    def signing(self) -> bool: ...
+
+    @property
+    def encryption(self) -> bool: ...
+
+    def transceive(self, data: bytes, max_output: int = ..., *, timeout: float | None = None,
+                   deadline: float | None = None) -> bytes: ...
+
+    def write(self, data: bytes, *, timeout: float | None = None, deadline: float | None = None) -> int: ...
+
+    def read(self, max_len: int = ..., *, timeout: float | None = None,
+             deadline: float | None = None) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class PipeOpener(Protocol):
+    """How ``SessionClient`` opens its pipe: connect, log on, open ``srvsvc`` (not bound yet)."""
+
+    def __call__(self, host: str, port: int, *, credentials: Credentials, timeout: float,
+                 require_encryption: bool, deadline: float | None,
+                 logon_guard: LogonGuard | None) -> Pipe: ...
+
+
+def open_smb_pipe(host: str, port: int, *, credentials: Credentials, timeout: float,
+                  require_encryption: bool, deadline: float | None,
+                  logon_guard: LogonGuard | None) -> Pipe:
+    """The default ``PipeOpener``: ``transport.SmbPipe.open`` on ``srvsvc``."""
+    return SmbPipe.open(host, port, credentials=credentials, timeout=timeout,
+                        require_encryption=require_encryption, deadline=deadline,
+                        logon_guard=logon_guard)
 
 
 normalize_client_name = canonical_client_name
@@ -199,6 +245,7 @@ class SessionClient:
         max_entries: int = MAX_ENTRIES,
         max_bytes: int = MAX_RESPONSE_BYTES,
         rpc_auth: RpcAuthLevel | str | None = None,
+        open_pipe: PipeOpener | None = None,
     ) -> None:
         """``timeout``: seconds for connecting and for each call. ``deadline``: a
         ``time.monotonic()`` by which everything this client does must be over (one
@@ -207,7 +254,8 @@ class SessionClient:
         ``max_bytes`` bound one enumeration across all its pages (``ProtocolError``
         beyond). ``logon_guard``: a sweep's lockout protection around the logon.
         ``rpc_auth`` (connect, integrity, privacy): also authenticate the DCE/RPC bind
-        with NTLM at that level, for servers that demand RPC-level authentication."""
+        with NTLM at that level, for servers that demand RPC-level authentication.
+        ``open_pipe``: how the pipe is opened (default ``open_smb_pipe``, over SMB)."""
         self.host = host
         self.rpc_auth = None if rpc_auth is None else RpcAuthLevel(rpc_auth)
         self.port = port
@@ -220,7 +268,8 @@ class SessionClient:
         self.max_bytes = max_bytes
         self._opened = 0.0
         self._received = 0  # stub bytes of the enumeration in progress
-        self._pipe: SmbPipe | None = None
+        self._open_pipe = open_pipe
+        self._pipe: Pipe | None = None
         self._aborted = False
         self._rpc = self._new_rpc()
 
@@ -244,7 +293,8 @@ class SessionClient:
         self._rpc = self._new_rpc()
         self._check_deadline("connecting")
         self._opened = time.monotonic()
-        pipe = SmbPipe.open(
+        opener = open_smb_pipe if self._open_pipe is None else self._open_pipe
+        pipe = opener(
             self.host,
             self.port,
             credentials=self.credentials,

@@ -8,8 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
+from smbsessions import client as client_module
 from smbsessions.auth import Credentials
-from smbsessions.client import SessionClient, normalize_client_name
+from smbsessions.client import Pipe, PipeOpener, SessionClient, normalize_client_name
 from smbsessions.dcerpc import HEADER, PFC_FIRST_FRAG, PType, RpcServerConnection
 from smbsessions.levels import SessionInfo
 from smbsessions.ndr import EnumResponse, decode_enum_request, encode_enum_response
@@ -26,6 +27,7 @@ class EndpointPipe:
 
     local_address = ("127.0.0.9", 50000)
     dialect_name = "test"
+    signing = encryption = False
 
     def __init__(self, endpoint: SrvsvcEndpoint | ScriptedEndpoint) -> None:
         self.endpoint = endpoint
@@ -72,12 +74,17 @@ class ScriptedEndpoint:
         return self.rpc.next_pdu() or b"", False
 
 
+def opener(pipe: Pipe) -> PipeOpener:
+    """A ``PipeOpener`` handing out ``pipe`` (the client binds over it as over SMB)."""
+    def open_pipe(*args: object, **kwargs: object) -> Pipe:
+        return pipe
+    return open_pipe
+
+
 def client_over(endpoint: SrvsvcEndpoint | ScriptedEndpoint) -> SessionClient:
-    client = SessionClient("test", 445, credentials=Credentials(username="alice", password="x"))
-    pipe = EndpointPipe(endpoint)
-    client._pipe = pipe  # type: ignore[assignment]
-    client._rpc.receive_bind_ack(pipe.transceive(client._rpc.bind()))
-    return client
+    client = SessionClient("test", 445, credentials=Credentials(username="alice", password="x"),
+                           open_pipe=opener(EndpointPipe(endpoint)))
+    return client.open()
 
 
 def our_server(admin: bool = True, policy: SessionInfoPolicy = SessionInfoPolicy.ADMINS) -> SessionClient:
@@ -203,6 +210,8 @@ class TricklingPipe:
 
     closed = False
     local_address = ("127.0.0.9", 50000)
+    dialect_name = "test"
+    signing = encryption = False
 
     def __init__(self) -> None:
         self.server = RpcServerConnection()
@@ -233,10 +242,9 @@ class TricklingPipe:
 
 
 def test_a_trickling_server_cannot_hold_a_call_past_the_timeout() -> None:
-    client = SessionClient("test", 445, credentials=Credentials(username="alice", password="x"), timeout=0.5)
     pipe = TricklingPipe()
-    client._pipe = pipe  # type: ignore[assignment]
-    client._rpc.receive_bind_ack(pipe.transceive(client._rpc.bind()))
+    client = SessionClient("test", 445, credentials=Credentials(username="alice", password="x"), timeout=0.5,
+                           open_pipe=opener(pipe)).open()
     started = time.monotonic()
     with pytest.raises(HostTimeoutError):
         client.enum_page(0)
@@ -346,15 +354,7 @@ def test_enum_command_against_a_server_paging_forever_ends_at_its_timeout(
 
     endpoint = endless_pages(50)
 
-    def fake_open(self: SessionClient) -> SessionClient:
-        if self._pipe is None:
-            self._check_deadline("connecting")
-            pipe = EndpointPipe(endpoint)
-            self._pipe = pipe  # type: ignore[assignment]
-            self._rpc.receive_bind_ack(pipe.transceive(self._rpc.bind()))
-        return self
-
-    monkeypatch.setattr(SessionClient, "open", fake_open)
+    monkeypatch.setattr(client_module, "open_smb_pipe", opener(EndpointPipe(endpoint)))
     err = io.StringIO()
     started = time.monotonic()
     code = main(["enum", "127.0.0.1", "-U", "alice%pw", "--timeout", "1", "--level", "1", "--format", "json"],
