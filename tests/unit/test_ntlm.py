@@ -135,7 +135,7 @@ def test_rc4k_encrypted_session_key_4_2_4_2_3() -> None:
 
 
 def test_pure_rc4_matches_cryptography() -> None:
-    from smbsessions.ntlm import _PureRc4
+    from smbsessions.ntlm.crypto import _PureRc4
 
     key = bytes(range(1, 17))
     data = bytes(range(256)) * 3
