@@ -19,7 +19,6 @@ Accepted spellings:
 from __future__ import annotations
 
 import getpass
-import ipaddress
 import os
 import re
 import struct
@@ -28,6 +27,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import NamedTuple, TextIO
 
+# Transitional (issue 10): importers still moving to smbsessions.addresses find these here.
+from smbsessions.addresses import SMB_PORT as SMB_PORT
+from smbsessions.addresses import format_host_port as format_host_port
+from smbsessions.addresses import parse_host_port, strip_host_prefix
 from smbsessions.status import AuthenticationError
 
 PASSWORD_ENV = "SMBSESSIONS_PASSWORD"
@@ -166,7 +169,7 @@ def parse_target(spec: str) -> TargetSpec:
     name, so a password may contain ``:``. No error message repeats the
     credentials part.
     """
-    spec = _strip_host_prefix(spec)
+    spec = strip_host_prefix(spec)
     who, at, hostport = spec.rpartition("@")
     credentials: Credentials | None = None
     if at:
@@ -177,86 +180,6 @@ def parse_target(spec: str) -> TargetSpec:
         credentials = Credentials(username=user, domain=domain, password=password if colon else None)
     host, port = parse_host_port(hostport)
     return TargetSpec(credentials, host, port)
-
-
-def _strip_host_prefix(spec: str) -> str:
-    """``\\\\server`` (UNC, as ``net session \\\\server``) and ``smb://[user@]host[:port][/path]``
-    to the plain form; anything after the host (a share, a path) is ignored."""
-    if spec[:6].lower() == "smb://":
-        authority = spec[6:].partition("/")[0]
-        # smb://DOMAIN;USER[:PASSWORD]@HOST (the SMB URI draft) -> DOMAIN/USER
-        who, at, host = authority.rpartition("@")
-        if at and ";" in who.partition(":")[0]:
-            who = who.replace(";", "/", 1)
-        return f"{who}{at}{host}"
-    if spec.startswith(("\\\\", "//")):
-        rest = spec[2:]
-        for index, char in enumerate(rest):
-            if char in "\\/":
-                return rest[:index]
-        return rest
-    return spec
-
-
-SMB_PORT = 445
-"""The port SMB listens on unless told otherwise."""
-
-
-def format_host_port(host: str, port: int) -> str:
-    """``host:port``, an IPv6 address in brackets: ``[::1]:445``."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def parse_host_port(text: str) -> tuple[str, int | None]:
-    """Split ``HOST[:PORT]``, ``[IPv6][:PORT]`` or a bare IPv6 address.
-
-    Error messages never quote the text: a mistyped ``USER:PASSWORD`` (the
-    ``@HOST`` forgotten) arrives here and must not be echoed.
-    """
-    if not text:
-        raise ValueError("the host is empty")
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise ValueError("unclosed '[' in the host")
-        host, rest = text[1:end], text[end + 1 :]
-        if not host:
-            raise ValueError("the host between [ ] is empty")
-        _check_ipv6(host)
-        if not rest:
-            return host, None
-        if not rest.startswith(":"):
-            raise ValueError("unexpected text after ']' in the host")
-        return host, _parse_port(rest[1:])
-    if text.count(":") > 1:
-        _check_ipv6(text)
-        return text, None
-    host, colon, port_text = text.partition(":")
-    if not host:
-        raise ValueError("the host before ':' is empty")
-    if _DIGITS_AND_DOTS.fullmatch(host):
-        # No DNS name is all digits: 127.0.0.300 is a mistyped address, not a name.
-        try:
-            ipaddress.IPv4Address(host)
-        except ValueError:
-            raise ValueError(f"{host} is not a valid IPv4 address") from None
-    return host, _parse_port(port_text) if colon else None
-
-
-_DIGITS_AND_DOTS = re.compile(r"[0-9.]+")
-
-
-def _check_ipv6(text: str) -> None:
-    try:
-        ipaddress.IPv6Address(text)
-    except ValueError:
-        raise ValueError("a host with several ':' must be an IPv6 address") from None
-
-
-def _parse_port(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ValueError("the port must be a number from 1 to 65535")
-    return int(text)
 
 
 def parse_hashes(text: str) -> str:

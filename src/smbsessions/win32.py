@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .auth import SMB_PORT, Credentials, parse_host_port
+from .addresses import SMB_PORT, parse_host_port
+from .auth import Credentials
 from .client import SessionClient
 from .levels import MAX_PREFERRED_LENGTH
 

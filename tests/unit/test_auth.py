@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from smbsessions.addresses import parse_host_port
 from smbsessions.auth import (
     ANONYMOUS,
     PASSWORD_ENV,
@@ -16,7 +17,6 @@ from smbsessions.auth import (
     _md4,
     nt_hash_of,
     parse_hashes,
-    parse_host_port,
     parse_target,
     parse_user_spec,
     resolve_password,

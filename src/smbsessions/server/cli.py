@@ -12,6 +12,7 @@ import signal
 from pathlib import Path
 from typing import IO, Any
 
+from smbsessions.addresses import SMB_PORT, listen_port_number
 from smbsessions.rules import SessionInfoPolicy
 
 log = logging.getLogger("smbsessions.server")
@@ -33,7 +34,8 @@ def add_parser(commands: Any) -> None:
     )
     serve.add_argument("--bind", default="127.0.0.1", metavar="ADDR",
                        help="address to listen on (default 127.0.0.1; '::' or 0.0.0.0 to serve the network)")
-    serve.add_argument("--port", type=int, default=445, help="TCP port (default 445)")
+    serve.add_argument("--port", type=listen_port_number, default=SMB_PORT,
+                       help=f"TCP port (default {SMB_PORT}; 0: any free port)")
     serve.add_argument("--account", action="append", default=[], metavar="USER:PASSWORD[:admin]",
                        help="an account that may log on; ':admin' lets it enumerate and delete sessions "
                             "(repeatable; prefer --accounts-file, command lines are visible to other users)")
