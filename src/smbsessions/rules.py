@@ -24,11 +24,11 @@ Choices the spec leaves open, made once here:
 from __future__ import annotations
 
 import enum
-import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from .addresses import bracketed, canonical_ip
 from .levels import LEVELS, MAX_PREFERRED_LENGTH, SessionInfo
 from .ndr import DelRequest, EnumRequest, EnumResponse
 from .status import NetApiStatus
@@ -114,7 +114,8 @@ def canonical_client_name(name: str) -> str:
 
     One leading ``\\\\`` whatever was given (Samba sends none); an IP address in
     its canonical text (``0:0::1`` -> ``::1``; IPv4-mapped IPv6 as IPv4); names
-    kept as they are.
+    kept as they are. The one client-name canonicaliser: the client, the server's
+    session table, the watch store and the filters all use it.
     """
     bare = name.lstrip("\\")
     # Fast path (most names; every entry of a large listing): without ':' and
@@ -131,15 +132,8 @@ def canonical_client_name(name: str) -> str:
 def _canonical_bracketed_or_v6(bare: str) -> str:
     if bare.startswith("[") and bare.endswith("]"):
         bare = bare[1:-1]
-    host, _, scope = bare.partition("%")
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return "\\\\" + bare
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    text = f"{address}%{scope}" if scope else str(address)
-    return f"\\\\[{text}]" if ":" in text else "\\\\" + text
+    address = canonical_ip(bare)
+    return "\\\\" + (bare if address is None else bracketed(address))
 
 
 def _client_key(name: str) -> str:

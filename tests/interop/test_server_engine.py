@@ -26,7 +26,7 @@ from impacket import smb3structs as smb2
 from impacket.smbconnection import SessionError, SMBConnection
 
 from smbsessions.levels import SessionInfo
-from smbsessions.server.sessions import client_cname
+from smbsessions.rules import canonical_client_name
 from smbsessions.server.shell import SessionServer, build_server
 from smbsessions.server.types import CallerInfo, PipeEndpoint, ServerControl
 
@@ -252,9 +252,9 @@ def test_ipv6_session_has_bracketed_cname(
 
 
 def test_cname_strips_ipv4_mapped_prefix() -> None:
-    assert client_cname("::ffff:127.0.0.2") == r"\\127.0.0.2"
-    assert client_cname("::1") == r"\\[::1]"
-    assert client_cname("127.0.0.3") == r"\\127.0.0.3"
+    assert canonical_client_name("::ffff:127.0.0.2") == r"\\127.0.0.2"
+    assert canonical_client_name("::1") == r"\\[::1]"
+    assert canonical_client_name("127.0.0.3") == r"\\127.0.0.3"
 
 
 def test_null_session_is_listed_as_guest(

@@ -8,40 +8,15 @@ connection threads update it while the srvsvc endpoint reads it.
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from smbsessions.addresses import plain_address
 from smbsessions.levels import U32_MAX, SessionInfo, UserFlags
 from smbsessions.rules import canonical_client_name
 from smbsessions.server.types import SessionKey
-
-
-def client_cname(address: str) -> str:
-    """``\\\\<ipv4>`` or ``\\\\[<ipv6>]`` as Windows fills sesi502_cname.
-
-    An IPv4-mapped IPv6 address (``::ffff:127.0.0.2``) is shown as IPv4.
-    """
-    return canonical_client_name(address)
-
-
-def plain_address(address: str) -> str:
-    """The client IP without an IPv4-mapped prefix (scope id kept)."""
-    host, _, scope = address.partition("%")
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return f"{ip}%{scope}" if scope else str(ip)
-
-
-def bracketed(address: str) -> str:
-    """An IPv6 address in brackets (as in ``tcp:[::1]:445``); others unchanged."""
-    return f"[{address}]" if ":" in address else address
 
 
 def _seconds(start: float, now: float) -> int:
@@ -54,7 +29,7 @@ class LiveSession:
 
     key: SessionKey
     connection_id: str
-    client_address: str  # plain IP, see plain_address()
+    client_address: str  # plain IP, see addresses.plain_address()
     username: str
     domain: str
     is_guest: bool
@@ -64,11 +39,11 @@ class LiveSession:
     started: float  # time.monotonic() at session setup
     last_request: float  # time.monotonic() of the latest request on the session
     num_opens: int = 0
-    cname: str = ""  # client_cname(client_address), computed once at logon
+    cname: str = ""  # canonical_client_name(client_address), computed once at logon
 
     def info(self, now: float) -> SessionInfo:
         return SessionInfo(
-            cname=self.cname or client_cname(self.client_address),
+            cname=self.cname or canonical_client_name(self.client_address),
             username=self.username,
             num_opens=self.num_opens,
             time=_seconds(self.started, now),
@@ -121,7 +96,7 @@ class SessionTable:
                 key=self._next_key,
                 connection_id=connection_id,
                 client_address=plain_address(client_address),
-                cname=client_cname(client_address),
+                cname=canonical_client_name(client_address),
                 username=username,
                 domain=domain,
                 is_guest=is_guest,

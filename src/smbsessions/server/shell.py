@@ -35,11 +35,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
+from smbsessions.addresses import bracketed, plain_address
 from smbsessions.levels import SessionInfo
 from smbsessions.server import nbss
 from smbsessions.server.accounts import Account, parse_account
 from smbsessions.server.logfmt import escape
-from smbsessions.server.sessions import SessionTable, bracketed, plain_address
+from smbsessions.server.sessions import SessionTable
 from smbsessions.server.smb2.connection import CoreConfig, ServerConnection, SessionRegistry
 from smbsessions.server.smb2.session import SmbSession
 from smbsessions.server.types import PipeFactory, ServerControl, SessionKey
