@@ -21,7 +21,6 @@ from __future__ import annotations
 import getpass
 import os
 import re
-import struct
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -197,46 +196,15 @@ def parse_hashes(text: str) -> str:
 
 
 def nt_hash_of(password: str) -> str:
-    """The NT hash (NTOWFv1, MS-NLMP 3.3.1) of ``password``: MD4 of its UTF-16LE form.
+    """The NT hash (NTOWFv1, MS-NLMP 3.3.1) of ``password`` as hex: ``ntlm.nt_hash``.
 
     Logging on with this hash instead of the password spares pyspnego from also
     deriving the LM hash (pure-Python DES, about 1.2 ms per logon), which NTLMv2
     never uses.
     """
-    return _md4(password.encode("utf-16-le", errors="surrogatepass")).hex()
+    from smbsessions.ntlm import nt_hash  # the one MD4; imported when a logon needs it
 
-
-def _md4(message: bytes) -> bytes:
-    # RFC 1320. hashlib's md4 is gone when OpenSSL 3 runs without its legacy provider.
-    mask = 0xFFFFFFFF
-
-    def rotl(x: int, n: int) -> int:
-        x &= mask
-        return ((x << n) | (x >> (32 - n))) & mask
-
-    length_bits = (8 * len(message)) & 0xFFFFFFFFFFFFFFFF
-    padded = message + b"\x80" + bytes((55 - len(message)) % 64) + struct.pack("<Q", length_bits)
-    a, b, c, d = 0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476
-    for offset in range(0, len(padded), 64):
-        x = struct.unpack_from("<16I", padded, offset)
-        aa, bb, cc, dd = a, b, c, d
-        for i in (0, 4, 8, 12):  # round 1: F(b,c,d) = (b & c) | (~b & d)
-            a = rotl(a + ((b & c) | (~b & d)) + x[i], 3)
-            d = rotl(d + ((a & b) | (~a & c)) + x[i + 1], 7)
-            c = rotl(c + ((d & a) | (~d & b)) + x[i + 2], 11)
-            b = rotl(b + ((c & d) | (~c & a)) + x[i + 3], 19)
-        for i in (0, 1, 2, 3):  # round 2: G = majority, constant sqrt(2)
-            a = rotl(a + ((b & c) | (b & d) | (c & d)) + x[i] + 0x5A827999, 3)
-            d = rotl(d + ((a & b) | (a & c) | (b & c)) + x[i + 4] + 0x5A827999, 5)
-            c = rotl(c + ((d & a) | (d & b) | (a & b)) + x[i + 8] + 0x5A827999, 9)
-            b = rotl(b + ((c & d) | (c & a) | (d & a)) + x[i + 12] + 0x5A827999, 13)
-        for i in (0, 2, 1, 3):  # round 3: H = parity, constant sqrt(3)
-            a = rotl(a + (b ^ c ^ d) + x[i] + 0x6ED9EBA1, 3)
-            d = rotl(d + (a ^ b ^ c) + x[i + 8] + 0x6ED9EBA1, 9)
-            c = rotl(c + (d ^ a ^ b) + x[i + 4] + 0x6ED9EBA1, 11)
-            b = rotl(b + (c ^ d ^ a) + x[i + 12] + 0x6ED9EBA1, 15)
-        a, b, c, d = (a + aa) & mask, (b + bb) & mask, (c + cc) & mask, (d + dd) & mask
-    return struct.pack("<4I", a, b, c, d)
+    return nt_hash(password).hex()
 
 
 def resolve_password(

@@ -14,13 +14,13 @@ from smbsessions.auth import (
     PASSWORD_ENV,
     Credentials,
     TargetSpec,
-    _md4,
     nt_hash_of,
     parse_hashes,
     parse_target,
     parse_user_spec,
     resolve_password,
 )
+from smbsessions.ntlm import md4
 from smbsessions.status import AuthenticationError
 
 SECRET = "S3cr%t:@/pw"
@@ -241,7 +241,7 @@ def test_md4_rfc1320_vectors() -> None:
         ),
     }
     for message, digest in vectors.items():
-        assert _md4(message).hex() == digest
+        assert md4(message).hex() == digest
 
 
 def test_nt_hash_of() -> None:
