@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from smbsessions import cli
+from smbsessions import cli, commands
 from smbsessions.auth import PASSWORD_ENV, nt_hash_of
 
 from .holders import ANONYMOUS as HOLD_ANONYMOUS
@@ -250,7 +250,7 @@ def test_plain_user_is_denied_at_every_level(samba: SambaServer, level: str | No
 
     assert result.code == cli.EXIT_DENIED == 3
     assert result.out == ""
-    hint = cli.HARDENING_HINT if level is None else cli.level_denied_hint(int(level))
+    hint = commands.HARDENING_HINT if level is None else commands.level_denied_hint(int(level))
     assert result.err.index("ERROR_ACCESS_DENIED (5)") < result.err.index(hint)
 
 
@@ -340,7 +340,7 @@ def test_delete_refusals(samba: SambaServer, hold_sessions: HoldSessions) -> Non
     # Listed first: nothing matches, so nothing is sent (Samba would say ERROR_ACCESS_DENIED).
     assert no_match.code == cli.EXIT_NOT_FOUND
     assert "no session from client nosuchclient" in no_match.err
-    assert cli.DELETE_DENIED_HINT in plain_user.err
+    assert commands.DELETE_DENIED_HINT in plain_user.err
     assert "" == plain_user.out == no_match.out == unqualified.out
     assert held.alive(0)
 

@@ -1,6 +1,6 @@
 """The CLI commands as people type them (issue 9 items 10-19, 22, 25), against a fake client.
 
-``cli._connect`` is replaced by a fake ``SessionClient`` that records what was
+``commands._connect`` is replaced by a fake ``SessionClient`` that records what was
 asked in which order, so each behaviour is checked without a network.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from smbsessions import cli
+from smbsessions import cli, commands
 from smbsessions.client import Session
 from smbsessions.exitcodes import ExitCode
 from smbsessions.levels import SessionInfo
@@ -122,10 +122,10 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeClient:
                          session("127.0.0.1", "alice", 0, own=True), session("10.0.0.9", "carol")])
 
     def connect(args: Any) -> FakeClient:
-        cli.credentials_from_args(args, cli._parse_target(args).credentials)
+        commands.credentials_from_args(args, commands._parse_target(args).credentials)
         return client
 
-    monkeypatch.setattr(cli, "_connect", connect)
+    monkeypatch.setattr(commands, "_connect", connect)
     monkeypatch.delenv("SMBSESSIONS_PASSWORD", raising=False)
     return client
 
@@ -212,7 +212,7 @@ def test_delete_confirmation_comes_after_a_failed_logon_never(monkeypatch: pytes
     def connect(args: Any) -> FakeClient:
         raise AuthenticationError("STATUS_LOGON_FAILURE")
 
-    monkeypatch.setattr(cli, "_connect", connect)
+    monkeypatch.setattr(commands, "_connect", connect)
     result = run("delete", HOST, *AUTH, "--user", "bob", stdin="y\n", monkeypatch=monkeypatch)
     assert result.code == ExitCode.AUTH
     assert "Disconnect?" not in result.err
@@ -294,12 +294,10 @@ def test_ctrl_c_at_the_password_prompt_is_130(fake: FakeClient, monkeypatch: pyt
 
 
 def test_missing_optional_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken_import(name: str) -> Any:
+    def broken_import(commands: Any) -> None:
         raise ModuleNotFoundError("No module named 'impacket'", name="impacket")
 
-    import importlib
-
-    monkeypatch.setattr(importlib, "import_module", broken_import)
+    monkeypatch.setitem(cli.LAZY_COMMANDS, "serve", (broken_import, cli.LAZY_COMMANDS["serve"][1]))
     result = run("serve", "--port", "4455")
     assert result.code == ExitCode.USAGE
     assert "pip install 'smbsessions[server]'" in result.err
@@ -342,7 +340,7 @@ def test_own_session_is_marked_and_just_now_normalised(fake: FakeClient) -> None
 # ---- item 18: the access-denied hint
 
 
-@pytest.mark.parametrize(("level", "hint"), [([], cli.HARDENING_HINT), (["--level", "1"], cli.level_denied_hint(1))])
+@pytest.mark.parametrize(("level", "hint"), [([], commands.HARDENING_HINT), (["--level", "1"], commands.level_denied_hint(1))])
 def test_denied_hint_fits_the_question_and_follows_the_error(fake: FakeClient, level: list[str], hint: str) -> None:
     fake.enum_error = NetApiStatus.ERROR_ACCESS_DENIED
     result = run("enum", HOST, *AUTH, *level)
@@ -356,13 +354,13 @@ def test_denied_hint_fits_the_question_and_follows_the_error(fake: FakeClient, l
 
 def test_authentication_file(fake: FakeClient, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[Any] = []
-    original = cli.credentials_from_args
+    original = commands.credentials_from_args
 
     def spy(args: Any, from_target: Any, prompt: Any = None) -> Any:
         seen.append(original(args, from_target, prompt))
         return seen[-1]
 
-    monkeypatch.setattr(cli, "credentials_from_args", spy)
+    monkeypatch.setattr(commands, "credentials_from_args", spy)
     path = tmp_path / "cred"
     path.write_text("# smbclient -A\nusername = alice\npassword = s3 cret\ndomain   = CORP\n")
     assert run("enum", HOST, "-A", str(path)).code == 0
@@ -398,7 +396,7 @@ def test_error_messages_cannot_drive_the_terminal(monkeypatch: pytest.MonkeyPatc
     def connect(args: Any) -> FakeClient:
         raise ProtocolError("the server said \x1b]0;owned\x07 and \u202egnp.exe\x9b")
 
-    monkeypatch.setattr(cli, "_connect", connect)
+    monkeypatch.setattr(commands, "_connect", connect)
     result = run("enum", HOST, *AUTH)
     assert result.code == ExitCode.PROTOCOL
     assert "\x1b" not in result.err and "\u202e" not in result.err and "\x9b" not in result.err

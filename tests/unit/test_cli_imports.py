@@ -57,16 +57,16 @@ def test_help_version_and_argument_errors_stay_light(argv: list[str], code: int)
 
 
 def test_the_clis_copies_of_shared_words_agree_with_their_homes() -> None:
-    from smbsessions import auth, cli, levels
+    from smbsessions import auth, cli, cli_args, levels
     from smbsessions.exitcodes import ExitCode
 
-    assert cli._PASSWORD_ENV == auth.PASSWORD_ENV
-    assert cli.DEFAULT_PORT == auth.SMB_PORT
-    assert ", ".join(map(str, levels.VALID_LEVELS[:-1])) + f" or {levels.VALID_LEVELS[-1]}" == cli._LEVELS_TEXT
+    assert cli_args.PASSWORD_ENV == auth.PASSWORD_ENV
+    assert cli_args.DEFAULT_PORT == auth.SMB_PORT
+    assert ", ".join(map(str, levels.VALID_LEVELS[:-1])) + f" or {levels.VALID_LEVELS[-1]}" == cli_args.LEVELS_TEXT
     assert cli.EXIT_DENIED is ExitCode.DENIED and cli.EXIT_INTERRUPTED is ExitCode.INTERRUPTED
     from smbsessions.rpc_auth import RpcAuthLevel
 
-    assert tuple(level.value for level in RpcAuthLevel) == cli.RPC_AUTH_LEVELS
+    assert tuple(level.value for level in RpcAuthLevel) == cli_args.RPC_AUTH_LEVELS
 
 
 EXIT_PROBE = """
@@ -89,3 +89,16 @@ def test_program_entry_freezes_the_collector_keeps_output_and_atexit(argv: list[
         assert run.stdout.rstrip().endswith("atexit ran; frozen True enabled True")
     else:
         assert "atexit ran" in run.stdout
+
+
+def test_a_broken_command_module_fails_loudly_instead_of_vanishing_from_help(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from smbsessions import cli
+
+    monkeypatch.setitem(sys.modules, "smbsessions.server.cli", None)  # import of it raises ImportError
+    with pytest.raises(ImportError) as raised:
+        cli.build_parser()
+    assert raised.value.name == "smbsessions.server.cli"
+    with pytest.raises(ImportError):
+        cli.build_parser(["serve"])
+    assert "serve" in cli.build_parser(["enum"]).format_help()  # not chosen: listed, not imported

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from smbsessions import cli
+from smbsessions import cli, cli_args
 from smbsessions.auth import Credentials
 from smbsessions.levels import SessionInfo
 from smbsessions.output import format_duration, format_flags, session_table, write_sessions
@@ -98,7 +98,7 @@ def test_bad_sessions_file_names_line_and_reason(text: str, message: str) -> Non
         (HostTimeoutError("x"), cli.EXIT_UNREACHABLE),
         (RpcFaultError(0x1C010002), cli.EXIT_PROTOCOL),
         (DecodeError("x"), cli.EXIT_PROTOCOL),
-        (cli.UsageError("x"), cli.EXIT_USAGE),
+        (cli_args.UsageError("x"), cli.EXIT_USAGE),
     ],
 )
 def test_exit_codes(error: Exception, code: int) -> None:
@@ -112,19 +112,19 @@ def parse(*argv: str) -> object:
 def test_credentials_from_every_form(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SMBSESSIONS_PASSWORD", raising=False)
     args = parse("enum", "h", "-U", "CORP/alice%pw")
-    creds = cli.credentials_from_args(args, None)  # type: ignore[arg-type]
+    creds = cli_args.credentials_from_args(args, None)  # type: ignore[arg-type]
     assert (creds.domain, creds.username, creds.password) == ("CORP", "alice", "pw")
     args = parse("enum", "h", "-U", "alice", "--hashes", ":" + "a" * 32)
-    assert cli.credentials_from_args(args, None).nt_hash == "a" * 32  # type: ignore[arg-type]
+    assert cli_args.credentials_from_args(args, None).nt_hash == "a" * 32  # type: ignore[arg-type]
     args = parse("enum", "h", "--anonymous")
-    assert cli.credentials_from_args(args, None).anonymous  # type: ignore[arg-type]
+    assert cli_args.credentials_from_args(args, None).anonymous  # type: ignore[arg-type]
     monkeypatch.setenv("SMBSESSIONS_PASSWORD", "from-env")
     args = parse("enum", "h", "-U", "alice")
-    assert cli.credentials_from_args(args, None).password == "from-env"  # type: ignore[arg-type]
-    with pytest.raises(cli.UsageError):
-        cli.credentials_from_args(parse("enum", "h", "--anonymous", "-U", "x"), None)  # type: ignore[arg-type]
-    with pytest.raises(cli.UsageError):
-        cli.credentials_from_args(
+    assert cli_args.credentials_from_args(args, None).password == "from-env"  # type: ignore[arg-type]
+    with pytest.raises(cli_args.UsageError):
+        cli_args.credentials_from_args(parse("enum", "h", "--anonymous", "-U", "x"), None)  # type: ignore[arg-type]
+    with pytest.raises(cli_args.UsageError):
+        cli_args.credentials_from_args(
             parse("enum", "h", "-U", "x"), Credentials(username="y", password="p")  # type: ignore[arg-type]
         )
 
