@@ -115,7 +115,7 @@ def test_ipv6_kdc_is_bracketed() -> None:
 
 
 def test_gssapi_missing_names_the_extra_and_the_system_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kerberos, "gssapi_available", lambda: False)
+    monkeypatch.setattr(kerberos.errors, "gssapi_available", lambda: False)
     with pytest.raises(kerberos.GssapiMissingError) as info:
         kerberos.prepare(Credentials("alice", kerberos=True))
     assert "smbsessions[kerberos]" in str(info.value) and "libkrb5-dev" in str(info.value)

@@ -236,12 +236,12 @@ def test_anonymous_cannot_require_encryption() -> None:
 
 
 def test_kerberos_without_gssapi_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    real_find_spec = kerberos.importlib.util.find_spec
+    real_find_spec = kerberos.errors.importlib.util.find_spec
 
     def find_spec(name: str, *args: object) -> object:
         return None if name == "gssapi" else real_find_spec(name)
 
-    monkeypatch.setattr(kerberos.importlib.util, "find_spec", find_spec)
+    monkeypatch.setattr(kerberos.errors.importlib.util, "find_spec", find_spec)
     with pytest.raises(AuthenticationError, match=r"gssapi.*smbsessions\[kerberos\].*libkrb5-dev"):
         SmbPipe.open("127.0.0.1", free_port(), credentials=Credentials("alice", kerberos=True))
 
