@@ -39,8 +39,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from interop.samba import ALICE, SambaServer, port_is_free, unavailable_reason  # noqa: E402
 from smbsessions.auth import Credentials  # noqa: E402
-from smbsessions.sweep import SweepConfig, host_record, run_sweep  # noqa: E402
-from smbsessions.targets import Target  # noqa: E402
+from smbsessions.sweep.pool import run_sweep  # noqa: E402
+from smbsessions.sweep.records import host_record  # noqa: E402
+from smbsessions.sweep.runner import SweepConfig  # noqa: E402
+from smbsessions.sweep.targets import Target  # noqa: E402
 
 SAMBA_PORTS = tuple(range(4500, 4508))
 SILENT_PORT = 4510

@@ -46,8 +46,8 @@ from interop.postgres import PostgresServer, start_postgres  # noqa: E402
 from interop.postgres import unavailable_reason as pg_unavailable  # noqa: E402
 from smbsessions.auth import Credentials  # noqa: E402
 from smbsessions.levels import SessionInfo  # noqa: E402
-from smbsessions.sweep import SweepConfig  # noqa: E402
-from smbsessions.targets import Target  # noqa: E402
+from smbsessions.sweep.runner import SweepConfig  # noqa: E402
+from smbsessions.sweep.targets import Target  # noqa: E402
 from smbsessions.watch import history  # noqa: E402
 from smbsessions.watch.diffing import HostPoll  # noqa: E402
 from smbsessions.watch.events import Event  # noqa: E402

@@ -26,7 +26,7 @@ from typing import Any, Protocol, cast
 from .auth import Credentials
 from .dcerpc import DEFAULT_MAX_FRAG, MAX_FRAG, PduStream, RpcClientConnection
 from .levels import FALLBACK_ORDER, MAX_PREFERRED_LENGTH, U32_MAX, SessionInfo, check_level
-from .logon_guard import LogonGuard
+from .sweep.logon_guard import LogonGuard
 from .ndr import (
     OPNUM_NETR_SESSION_DEL,
     OPNUM_NETR_SESSION_ENUM,

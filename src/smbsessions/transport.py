@@ -67,7 +67,7 @@ from smbprotocol.tree import TreeConnect
 from spnego import NTLMHash
 
 from smbsessions.auth import Credentials, format_host_port, nt_hash_of
-from smbsessions.logon_guard import LogonGuard
+from smbsessions.sweep.logon_guard import LogonGuard
 from smbsessions.status import (
     AuthenticationError,
     HostTimeoutError,

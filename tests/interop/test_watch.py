@@ -33,8 +33,8 @@ import pytest
 from smbsessions.auth import Credentials
 from smbsessions.cli import main
 from smbsessions.client import SessionClient
-from smbsessions.sweep import SweepConfig
-from smbsessions.targets import Target
+from smbsessions.sweep.runner import SweepConfig
+from smbsessions.sweep.targets import Target
 from smbsessions.watch import history
 from smbsessions.watch.events import HOST_STATUS, LOGOFF, LOGON, Event, HostStatusEvent, SessionEvent
 from smbsessions.watch.store import Store, display_url, store_url

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from smbsessions.logon_guard import LogonGuard, LogonNotAttempted
 from smbsessions.status import AuthenticationError, HostTimeoutError, NtStatus, TransportError
-from smbsessions.sweep import classify
+from smbsessions.sweep.logon_guard import LogonGuard, LogonNotAttempted
+from smbsessions.sweep.records import classify
 
 
 def refuse(guard: LogonGuard, status: int = NtStatus.STATUS_LOGON_FAILURE) -> None:

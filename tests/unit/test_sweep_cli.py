@@ -15,11 +15,16 @@ from typing import Any
 
 import pytest
 
-from smbsessions import logsetup, sweep, sweep_cli
+from smbsessions import logsetup
 from smbsessions.cli import main
 from smbsessions.client import SessionClient
-from smbsessions.sweep import CSV_COLUMNS, SweepConfig, SweepStats, host_record, read_results
-from smbsessions.targets import Exclusions, Target, TargetSource, expand
+from smbsessions.sweep import cli as sweep_cli
+from smbsessions.sweep import pool
+from smbsessions.sweep.pool import SweepStats
+from smbsessions.sweep.records import CSV_COLUMNS, host_record
+from smbsessions.sweep.resume import read_results, trim_partial_line
+from smbsessions.sweep.runner import SweepConfig
+from smbsessions.sweep.targets import Exclusions, Target, TargetSource, expand
 
 CREDS = ("-U", "alice%pw")
 
@@ -53,7 +58,7 @@ def fake_sweep(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     def run(*args: Any, **kwargs: Any) -> SweepStats:
         kwargs["probe"] = probe
         kwargs["processes"] = 1
-        return sweep.run_sweep(*args, **kwargs)
+        return pool.run_sweep(*args, **kwargs)
 
     monkeypatch.setattr(sweep_cli, "run_sweep", run)
     return probed
@@ -162,8 +167,8 @@ def test_disk_full_on_a_small_tmpfs(tmp_path: Path) -> None:
         targets = [f"s{i}" for i in range(200)]
         probe_code = (
             "import sys; sys.path.insert(0, sys.argv[1]); "
-            "from tests.unit import test_sweep_cli as t; from smbsessions import sweep, sweep_cli; "
-            "sweep_cli.run_sweep = lambda *a, **k: sweep.run_sweep(*a, **{**k, 'probe': t.fake_probe, "
+            "from tests.unit import test_sweep_cli as t; from smbsessions.sweep import pool, cli as sweep_cli; "
+            "sweep_cli.run_sweep = lambda *a, **k: pool.run_sweep(*a, **{**k, 'probe': t.fake_probe, "
             "'processes': 1}); "
             "from smbsessions.cli import main; sys.exit(main(sys.argv[2:]))"
         )
@@ -176,7 +181,7 @@ def test_disk_full_on_a_small_tmpfs(tmp_path: Path) -> None:
         assert "No space left on device" in result.stderr and "Traceback" not in result.stderr
         finished = int(result.stderr.split("; ")[1].split(" finished")[0])
         assert 0 < finished < len(targets)
-        sweep.trim_partial_line(output)
+        trim_partial_line(output)
         assert len(output.read_text().splitlines()) >= finished
     finally:
         subprocess.run(["umount", str(mount)], capture_output=True, timeout=30)
@@ -364,7 +369,7 @@ def test_a_lone_surrogate_never_stops_the_sweep_or_its_resume(
     fmt: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def run(*args: Any, **kwargs: Any) -> SweepStats:
-        return sweep.run_sweep(*args, **{**kwargs, "probe": surrogate_probe, "processes": 1})
+        return pool.run_sweep(*args, **{**kwargs, "probe": surrogate_probe, "processes": 1})
 
     monkeypatch.setattr(sweep_cli, "run_sweep", run)
     output = tmp_path / f"out.{fmt}"
@@ -385,10 +390,10 @@ def test_a_worker_log_line_is_written_by_the_parent_after_clearing_the_progress_
         logsetup.configure_logging(2, stream)
         events: list[Any] = []
         with logsetup.before_emit(lambda: events.append("cleared")):
-            sweep._LogLines(_ListQueue(events)).write("from a worker\n")
-            index, text = sweep._LOG_LINE, "2026 smbsessions.sweep DEBUG h:445: unreachable\n"
-            sweep._deliver([], (index, text), lambda record: None, SweepStats())
-        assert events == [(sweep._LOG_LINE, "from a worker\n"), "cleared"]
+            pool._LogLines(_ListQueue(events)).write("from a worker\n")
+            index, text = pool._LOG_LINE, "2026 smbsessions.sweep DEBUG h:445: unreachable\n"
+            pool._deliver([], (index, text), lambda record: None, SweepStats())
+        assert events == [(pool._LOG_LINE, "from a worker\n"), "cleared"]
         assert stream.getvalue() == "2026 smbsessions.sweep DEBUG h:445: unreachable\n"
     finally:
         logsetup.configure_logging(0, sys.stderr)
@@ -405,8 +410,8 @@ class _ListQueue:
 def test_output_piped_into_head_ends_quietly() -> None:
     root = str(Path(__file__).resolve().parents[2])
     code = ("import sys; sys.path.insert(0, sys.argv[1]); from tests.unit import test_sweep_cli as t; "
-            "from smbsessions import sweep, sweep_cli; "
-            "sweep_cli.run_sweep = lambda *a, **k: sweep.run_sweep(*a, **{**k, 'probe': t.fake_probe, "
+            "from smbsessions.sweep import pool, cli as sweep_cli; "
+            "sweep_cli.run_sweep = lambda *a, **k: pool.run_sweep(*a, **{**k, 'probe': t.fake_probe, "
             "'processes': 1}); from smbsessions.cli import main; sys.exit(main(sys.argv[2:]))")
     result = subprocess.run(
         f"{sys.executable} -c \"{code}\" {root} sweep " + " ".join(f"s{i}" for i in range(300))
@@ -415,3 +420,47 @@ def test_output_piped_into_head_ends_quietly() -> None:
     )
     assert result.stdout.count("\n") == 1
     assert "free space" not in result.stderr and "Traceback" not in result.stderr
+
+
+# --------------------------------------------------------------------------- command line (from test_sweep.py)
+
+
+def run_sweep_command(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["sweep", *argv], out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_cli_usage_errors() -> None:
+    assert run_sweep_command("-U", "a%b")[0] == 2
+    code, _, err = run_sweep_command("h1", "--resume", "-U", "a%b")
+    assert code == 2 and "--output" in err
+    code, _, err = run_sweep_command("bad..host", "-U", "a%b")
+    assert code == 2 and "bad..host" in err
+    code, _, err = run_sweep_command("10.0.0.0/8", "-U", "a%b")
+    assert code == 2 and "--max-range" in err
+
+
+def test_cli_help_documents_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    text = capsys.readouterr().out
+    assert "exit codes:" in text and "9    the sweep ran; some hosts did not answer" in text
+    assert "skipped" in text and "ok-empty" in text
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])  # released at once and never listened on: refused
+
+
+def test_cli_sweeps_a_closed_port_and_reports(tmp_path: Path) -> None:
+    output = tmp_path / "out.jsonl"
+    port = closed_port()
+    code, _out, err = run_sweep_command(f"127.0.0.1:{port}", "--timeout", "2", "-U", "a%b", "-o", str(output),
+                              "--processes", "1")
+    assert code == 9
+    record = json.loads(output.read_text())
+    assert record["status"] == "unreachable" and record["port"] == port
+    assert "0 of 1 hosts expose sessions" in err and "unreachable 1" in err

@@ -27,7 +27,7 @@ from ..cli import (
 )
 from ..exitcodes import ExitCode, exit_codes_text
 from ..output import FORMATS, RecordWriter, printable, render_table
-from ..targets import DEFAULT_MAX_RANGE, DEFAULT_PORT, BadEntry, Target, TargetSource, expand
+from ..sweep.targets import DEFAULT_MAX_RANGE, DEFAULT_PORT, BadEntry, Target, TargetSource, expand
 
 EXIT_STORE_UNAVAILABLE = ExitCode.STORE_UNAVAILABLE
 """11: the store could not be opened (watch, history), or another watcher holds our hosts."""
@@ -222,7 +222,7 @@ def _isatty(stream: IO[str]) -> bool:
 
 
 def cmd_watch(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    from ..sweep import SweepConfig
+    from ..sweep.runner import SweepConfig
     from .events import Event, event_json, event_line
     from .history import parse_age
     from .store import LeaseError, Store, StoreError, StoreUnavailable

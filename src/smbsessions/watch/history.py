@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 from ..auth import parse_host_port
 from ..rules import canonical_client_name
-from ..targets import record_key
+from ..sweep.targets import record_key
 from .events import iso_time
 from .store import Store, host_events_table, hosts_table, sessions_table
 

@@ -11,8 +11,9 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ..sweep import SweepConfig, SweepStats, run_sweep
-from ..targets import Target, record_key
+from ..sweep.pool import SweepStats, run_sweep
+from ..sweep.runner import SweepConfig
+from ..sweep.targets import Target, record_key
 from .diffing import HostPoll, Observed
 
 OWN_SESSION_SLACK = 2.0

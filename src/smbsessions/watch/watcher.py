@@ -22,8 +22,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from ..sweep import SweepConfig, SweepStats
-from ..targets import Target
+from ..sweep.pool import SweepStats
+from ..sweep.runner import SweepConfig
+from ..sweep.targets import Target
 from .diffing import HostPoll, SessionTracker
 from .events import Event
 from .pending import DEFAULT_LIMIT, PendingWrites

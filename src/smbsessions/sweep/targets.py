@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, NamedTuple
 
-from .auth import SMB_PORT, format_host_port, parse_host_port
+from ..addresses import SMB_PORT, format_host_port, parse_host_port, parse_port
 
 DEFAULT_PORT = SMB_PORT
 STDIN = "-"
@@ -133,11 +133,7 @@ def _parse_range(text: str, default_port: int, max_range: int) -> RangeSpec:
         network = ipaddress.ip_network(net_text, strict=False)
     except ValueError:
         raise ValueError("not a valid CIDR range") from None
-    port = default_port
-    if port_text:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise ValueError("the port must be a number from 1 to 65535")
-        port = int(port_text)
+    port = parse_port(port_text) if port_text else default_port
     first, last = int(network.network_address), int(network.broadcast_address)
     full = network.max_prefixlen
     if network.version == 4 and network.prefixlen < full - 1:

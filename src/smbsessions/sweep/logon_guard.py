@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .status import LOGON_REFUSALS, AuthenticationError, HostTimeoutError, ntstatus_name
+from ..status import LOGON_REFUSALS, AuthenticationError, HostTimeoutError, ntstatus_name
 
 DEFAULT_MAX_LOGON_FAILURES = 3
 

@@ -1,6 +1,6 @@
 """``smbsessions sweep``: enumerate sessions on many hosts, one record per host.
 
-The command-line shell around ``smbsessions.sweep``: argument wiring, the
+The command-line shell around the sweep engine (``pool.run_sweep``): argument wiring, the
 output file (streamed, flushed per host, appended to by ``--resume``), the
 progress line on a terminal and the closing summary.
 """
@@ -21,8 +21,8 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import IO, Any
 
-from . import logsetup
-from .cli import (
+from .. import logsetup
+from ..cli_args import (
     UsageError,
     add_auth_arguments,
     check_user_filter,
@@ -31,26 +31,14 @@ from .cli import (
     port_number,
     positive_seconds,
 )
-from .exitcodes import ExitCode, exit_codes_text
+from ..exitcodes import ExitCode, exit_codes_text
+from ..output import RecordWriter, printable
 from .logon_guard import DEFAULT_MAX_LOGON_FAILURES
-from .output import RecordWriter, printable
-from .sweep import (
-    ANSWERED,
-    BYTES_PER_ENTRY,
-    CSV_COLUMNS,
-    DEFAULT_MAX_ENTRIES,
-    STATUSES,
-    UNREACHABLE_STATUSES,
-    ResultsFile,
-    SweepConfig,
-    SweepStats,
-    SweepStatus,
-    csv_rows,
-    read_results,
-    read_resume,
-    run_sweep,
-    trim_partial_line,
-)
+from .pool import SweepStats, run_sweep
+from .records import CSV_COLUMNS, csv_rows
+from .resume import ResultsFile, read_results, read_resume, trim_partial_line
+from .runner import BYTES_PER_ENTRY, DEFAULT_MAX_ENTRIES, SweepConfig
+from .statuses import ANSWERED, STATUSES, UNREACHABLE_STATUSES, SweepStatus
 from .targets import (
     DEFAULT_MAX_RANGE,
     DEFAULT_PORT,
@@ -400,7 +388,7 @@ def cmd_sweep(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                          "names for Kerberos (the SPN is cifs/<target>)")
     if credentials.kerberos:
         # One TGT for the whole sweep (kerberos.prepare): workers inherit its cache.
-        from .kerberos import prepare
+        from ..kerberos import prepare
 
         credentials = prepare(credentials)
 
@@ -601,6 +589,6 @@ def _found(err: IO[str], user: str, hosts: list[str], more: int = 0) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    from .cli import main
+    from ..cli import main
 
     sys.exit(main(["sweep", *sys.argv[1:]]))

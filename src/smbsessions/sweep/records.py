@@ -1,0 +1,173 @@
+"""One record per swept host: what an outcome means, and the record's JSON and CSV shapes.
+
+``classify`` maps an exception to a status (see ``statuses``); ``host_record``
+builds the record whose keys are ``RECORD_COLUMNS``; ``csv_rows`` flattens it to
+one CSV row per session (``CSV_COLUMNS``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from ..status import (
+    AuthenticationError,
+    HostTimeoutError,
+    HostUnreachableError,
+    NetApiError,
+    NetApiStatus,
+    ProtocolError,
+    RpcFaultError,
+    TransportError,
+    UnsupportedDialectError,
+    ntstatus_name,
+)
+from .logon_guard import LogonNotAttempted
+from .statuses import ANSWERED
+from .targets import Target
+
+RECORD_COLUMNS: tuple[str, ...] = (
+    "host",
+    "port",
+    "status",
+    "level",
+    "session_count",
+    "users",
+    "sessions",
+    "elapsed",
+    "error",
+    "code",
+    "detail",
+    "note",
+)
+
+
+class Classified(NamedTuple):
+    """What an exception means for a host's record."""
+
+    status: str
+    error: str | None
+    code: int | None
+    detail: str
+    note: str | None = None
+
+
+_NOT_FOUND = (NetApiStatus.NERR_UserNotFound, NetApiStatus.NERR_ClientNameNotFound)
+_NET_API_STATUSES: dict[int, str] = {
+    NetApiStatus.ERROR_ACCESS_DENIED: "denied",
+    NetApiStatus.ERROR_INVALID_LEVEL: "invalid-level",
+}
+
+
+def classify(exc: BaseException) -> Classified:
+    """Map an exception raised while enumerating one host to its sweep status."""
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, NetApiError):
+        if exc.status in _NOT_FOUND:
+            return Classified("ok-empty", None, None, "", f"{exc.name}: no session matched the qualifier")
+        status = _NET_API_STATUSES.get(exc.status, "error")
+        return Classified(status, exc.name, exc.status, detail)
+    if isinstance(exc, LogonNotAttempted):
+        return Classified("not-attempted", None, None, detail)
+    if isinstance(exc, AuthenticationError):
+        return Classified("auth-failed", _nt_name(exc.ntstatus), exc.ntstatus, detail)
+    if isinstance(exc, HostUnreachableError):
+        return Classified("unreachable", None, None, detail)
+    if isinstance(exc, HostTimeoutError):
+        return Classified("timeout", None, None, detail)
+    if isinstance(exc, UnsupportedDialectError):
+        return Classified("error", "UnsupportedDialect", exc.ntstatus, detail)
+    if isinstance(exc, RpcFaultError):
+        return Classified("error", exc.name, exc.code, detail)
+    if isinstance(exc, ProtocolError):
+        return Classified("error", type(exc).__name__, None, detail)
+    if isinstance(exc, TransportError):
+        return Classified("error", _nt_name(exc.ntstatus) or "TransportError", exc.ntstatus, detail)
+    if isinstance(exc, TimeoutError):
+        return Classified("timeout", None, None, detail)
+    if isinstance(exc, ConnectionRefusedError):
+        return Classified("unreachable", None, None, detail)
+    return Classified("error", type(exc).__name__, None, detail)
+
+
+def _nt_name(ntstatus: int | None) -> str | None:
+    return None if ntstatus is None else ntstatus_name(ntstatus)
+
+
+def host_record(
+    target: Target,
+    status: str,
+    *,
+    elapsed: float,
+    level: int | None = None,
+    sessions: list[dict[str, Any]] | None = None,
+    error: str | None = None,
+    code: int | None = None,
+    detail: str | None = None,
+    note: str | None = None,
+) -> dict[str, Any]:
+    """The record of one host (keys: ``RECORD_COLUMNS``)."""
+    listed = sessions or []
+    # Our own enumerating session is listed (marked) but neither counted nor a user found.
+    others = [s for s in listed if not s.get("own_session")]
+    users = sorted({s["user_name"] for s in others if s.get("user_name")})
+    return {
+        "host": target.host,
+        "port": target.port,
+        "status": status,
+        "level": level,
+        "session_count": len(others),
+        "users": users,
+        "sessions": listed,
+        "elapsed": round(elapsed, 4),
+        "error": error,
+        "code": code,
+        "detail": detail or None,
+        "note": note,
+    }
+
+
+def failure_record(target: Target, exc: BaseException, elapsed: float) -> dict[str, Any]:
+    found = classify(exc)
+    # A refusal after a level answered (the hunted user not found) still says which level.
+    attempts = exc.attempts if isinstance(exc, NetApiError) else []
+    return host_record(
+        target,
+        found.status,
+        elapsed=elapsed,
+        level=attempts[-1][0] if attempts and found.status in ANSWERED else None,
+        error=found.error,
+        code=found.code,
+        detail=found.detail,
+        note=found.note,
+    )
+
+
+SESSION_FIELDS: tuple[str, ...] = (
+    "client_name",
+    "client_name_raw",
+    "user_name",
+    "num_opens",
+    "active_time",
+    "idle_time",
+    "user_flags",
+    "client_type",
+    "transport",
+    "own_session",
+)
+"""Per-session columns of the sweep's CSV (pywin32 keys, as ``Session.to_dict``)."""
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "host", "port", "status", "level", "session_count", *SESSION_FIELDS,
+    "elapsed", "error", "code", "detail", "note",
+)
+"""The sweep's CSV: one row per session, or one row (session columns empty) for a host
+without sessions; the host's columns repeat on each of its rows."""
+
+
+def csv_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """A host record as its CSV rows (see ``CSV_COLUMNS``)."""
+    base = {k: v for k, v in record.items() if k not in ("users", "sessions")}
+    sessions = record.get("sessions") or []
+    if not sessions:
+        return [base]
+    return [{**base, **{k: session.get(k) for k in SESSION_FIELDS}} for session in sessions]
