@@ -1,18 +1,12 @@
 """SessionClient: NetrSessionEnum / NetrSessionDel over one SMB connection.
 
-The shell around the pure core: ``transport.SmbPipe`` moves bytes,
-``dcerpc`` frames them, ``ndr`` encodes and decodes them, ``rules`` supplies
-the qualifier matching a server may have skipped.
-
-Interop realities handled here (SPEC.md section 5):
-
-* No level requested: the richest level the server allows answers (502, 10,
-  2, 1, 0, moving on after ERROR_INVALID_LEVEL or ERROR_ACCESS_DENIED).
-* Servers that ignore ClientName/UserName (Samba): the qualifiers are applied
-  here, including NERR_ClientNameNotFound / NERR_UserNotFound.
-* Paging: loop on ERROR_MORE_DATA with the resume handle; a handle that does
-  not advance or a page that brings nothing is a protocol error, never a loop.
-* cname is normalised (``\\\\`` prefix, IPv6 in brackets); the raw value is kept.
+The shell around the pure core: ``transport.SmbPipe`` (or any ``Pipe`` an
+``open_pipe`` seam hands out) moves bytes, ``dcerpc`` frames them, ``ndr``
+encodes and decodes them, and ``enumeration`` decides what the answers mean
+(level fallback, paging guards, the entry budget, qualifiers a server skipped,
+which "not found" applies). This module keeps the I/O, the deadlines, the byte
+budget of the reassembly and the conversion to ``Session`` (cname normalised,
+the raw value kept, our own session marked).
 """
 
 from __future__ import annotations
@@ -20,13 +14,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Protocol, cast
 
 from .auth import Credentials
 from .dcerpc import DEFAULT_MAX_FRAG, MAX_FRAG, PduStream, RpcClientConnection
-from .levels import FALLBACK_ORDER, MAX_PREFERRED_LENGTH, U32_MAX, SessionInfo, check_level
-from .sweep.logon_guard import LogonGuard
+from .enumeration import MAX_ENTRIES, Enumeration, Session, plan_enumeration
+from .levels import MAX_PREFERRED_LENGTH, U32_MAX, SessionInfo
 from .ndr import (
     OPNUM_NETR_SESSION_DEL,
     OPNUM_NETR_SESSION_ENUM,
@@ -39,28 +32,28 @@ from .ndr import (
     encode_enum_request,
 )
 from .rpc_auth import NtlmRpcInitiator, RpcAuthLevel
-from .rules import canonical_client_name, not_found_status, session_matches
-from .status import HostTimeoutError, NetApiError, NetApiStatus, ProtocolError, TransportError
+from .rules import canonical_client_name, session_matches
+from .status import HostTimeoutError, NetApiError, NetApiStatus, NtStatus, ProtocolError, TransportError
+from .sweep.logon_guard import LogonGuard
 from .transport import SmbPipe
+
+__all__ = [
+    "MAX_ENTRIES", "MAX_RESPONSE_BYTES", "Enumeration", "Pipe", "PipeOpener", "Session", "SessionClient",
+    "normalize_client_name", "open_smb_pipe",
+]
 
 log = logging.getLogger("smbsessions.client")
 
-# A server may not make us page forever or buffer without bound.
-MAX_PAGES = 100_000
 MAX_RESPONSE_BYTES = 256 << 20
 """Default byte budget of one enumeration (every page's stub together)."""
-MAX_ENTRIES = 1_000_000
-"""Default entry budget of one enumeration (every page together)."""
 _DEADLINE_CHECK_EVERY = 4096
-_FALLBACK_STATUSES = (NetApiStatus.ERROR_INVALID_LEVEL, NetApiStatus.ERROR_ACCESS_DENIED)
 # NTSTATUS a server answers with when it has just torn our session down.
 _CONNECTION_GONE = frozenset({
-    0xC000014B,  # STATUS_PIPE_BROKEN
-    0xC00000B0,  # STATUS_PIPE_DISCONNECTED
-    0xC0000203,  # STATUS_USER_SESSION_DELETED
-    0xC00000C9,  # STATUS_NETWORK_NAME_DELETED
+    NtStatus.STATUS_PIPE_BROKEN,
+    NtStatus.STATUS_PIPE_DISCONNECTED,
+    NtStatus.STATUS_USER_SESSION_DELETED,
+    NtStatus.STATUS_NETWORK_NAME_DELETED,
 })
-_NOT_FOUND_STATUSES = (NetApiStatus.NERR_UserNotFound, NetApiStatus.NERR_ClientNameNotFound)
 
 
 class Pipe(Protocol):
@@ -113,35 +106,6 @@ normalize_client_name = canonical_client_name
 """``127.0.0.2`` -> ``\\\\127.0.0.2``; ``::1`` -> ``\\\\[::1]``; ``\\\\WS1`` unchanged (see rules)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Session:
-    """One session as enumerated: the level's fields, with cname normalised."""
-
-    info: SessionInfo
-    level: int
-    raw_client_name: str | None
-    own_session: bool = False
-    """True for the session this client enumerates through: from our address, as our
-    account, and no older than our connection (others like it, opened by the same
-    account from this machine at the same moment, cannot be told apart)."""
-
-    @property
-    def client_name(self) -> str | None:
-        return self.info.cname
-
-    @property
-    def user_name(self) -> str | None:
-        return self.info.username
-
-    def to_dict(self) -> dict[str, Any]:
-        """pywin32 keys of the level, plus ``client_name_raw`` and ``level``."""
-        record = self.info.to_win32(self.level)
-        record["client_name_raw"] = self.raw_client_name
-        record["level"] = self.level
-        record["own_session"] = self.own_session
-        return record
-
-
 class _OwnSession:
     """Recognises our own session in an enumeration (see ``Session.own_session``)."""
 
@@ -166,62 +130,6 @@ def _as_session(info: SessionInfo, level: int, own: _OwnSession | None = None) -
     if raw is not None:
         info = info._replace(cname=normalize_client_name(raw))
     return Session(info.project(level), level, raw, own is not None and own(info))
-
-
-class Enumeration:
-    """The answer to ``SessionClient.enum``: iterate it (once) for every session, page by page.
-
-    ``level`` is the level that answered; ``attempts`` lists ``(level, status)``
-    of every level tried before it; ``filtered_locally`` is true when the server
-    ignored the qualifiers and they were applied here; ``total_entries_hint`` is
-    the server's TotalEntries from the first page. Iteration raises
-    (``NetApiError``, ``ProtocolError``, transport errors) if a later page fails:
-    a partial result is never presented as complete.
-    """
-
-    def __init__(
-        self,
-        level: int,
-        attempts: list[tuple[int, int]],
-        total_entries_hint: int,
-        pages: Iterator[list[Session]] | Iterator[Session],
-        filtered_locally: bool = False,
-    ) -> None:
-        self.level = level
-        self.attempts = attempts
-        self.total_entries_hint = total_entries_hint
-        self.filtered_locally = filtered_locally
-        self._pages = pages
-        self._consumed = False
-        self._count: int | None = None
-
-    def __iter__(self) -> Iterator[Session]:
-        if self._consumed:
-            raise RuntimeError(
-                "an Enumeration streams its sessions and can be iterated only once; "
-                "call list() on it to keep them"
-            )
-        self._consumed = True
-        count = 0
-        for item in self._pages:
-            if isinstance(item, Session):
-                count += 1
-                yield item
-            else:
-                count += len(item)
-                yield from item
-        self._count = count
-
-    def __len__(self) -> int:
-        """How many sessions the iteration yielded (only once it is complete)."""
-        if self._count is None:
-            raise TypeError("len() of an Enumeration is known once it has been iterated to the end; "
-                            "call list() on it")
-        return self._count
-
-    def __repr__(self) -> str:
-        return (f"Enumeration(level={self.level}, attempts={self.attempts}, "
-                f"total_entries_hint={self.total_entries_hint}, filtered_locally={self.filtered_locally})")
 
 
 class SessionClient:
@@ -451,74 +359,23 @@ class SessionClient:
 
         Raises ``NetApiError`` for a refusal (``.attempts`` lists the levels tried),
         including NERR_ClientNameNotFound / NERR_UserNotFound when qualifiers match
-        nothing, even on servers that ignore qualifiers.
+        nothing, even on servers that ignore qualifiers. The decisions are
+        ``enumeration.plan_enumeration``'s; this shell fetches and converts.
         """
-        if level is not None:
-            check_level(level)
-        levels = FALLBACK_ORDER if level is None else (level,)
-        attempts: list[tuple[int, int]] = []
-        for candidate in levels:
-            self._received = 0
-            first = self.enum_page(candidate, client, user, max_length, 0)
-            if first.status in _FALLBACK_STATUSES and level is None:
-                attempts.append((candidate, first.status))
-                continue
-            if first.status not in (NetApiStatus.NERR_Success, NetApiStatus.ERROR_MORE_DATA):
-                raise _refusal(first.status, [*attempts, (candidate, first.status)])
-            return self._enumeration(candidate, first, client, user, max_length, attempts)
-        denied = any(status == NetApiStatus.ERROR_ACCESS_DENIED for _, status in attempts)
-        status = NetApiStatus.ERROR_ACCESS_DENIED if denied else NetApiStatus.ERROR_INVALID_LEVEL
-        raise _refusal(status, attempts)
 
-    def _enumeration(
-        self,
-        level: int,
-        first: EnumResponse,
-        client: str | None,
-        user: str | None,
-        max_length: int,
-        attempts: list[tuple[int, int]],
-    ) -> Enumeration:
-        pages = self._pages(level, first, client, user, max_length)
-        if not (client or user):
-            return Enumeration(level, attempts, first.total_entries, self._stream(pages, level))
-        # Qualified answers are small and must be complete before we can say
-        # "not found", so they are collected here.
-        entries = [info for page in pages for info in page]
-        if user and level == 0:
-            matching = self._match_level0(entries, client, user, max_length)
+        def fetch_page(page_level: int, resume_handle: int) -> EnumResponse:
+            if resume_handle == 0:  # the first page of a level: a new byte budget
+                self._received = 0
+            return self.enum_page(page_level, client, user, max_length, resume_handle)
+
+        plan = plan_enumeration(fetch_page, level, client, user, max_entries=self.max_entries)
+        if plan.collected:
+            sessions: Iterator[list[Session]] | Iterator[Session] = iter(
+                [self._convert(page, plan.level) for page in plan.pages])
         else:
-            matching = [info for info in entries if session_matches(info, client, user)]
-        if not matching:
-            status = not_found_status(entries, client)
-            raise _refusal(status, [*attempts, (level, status)], "(no session matched; checked locally)")
-        return Enumeration(level, attempts, first.total_entries, iter([self._convert(matching, level)]),
-                           filtered_locally=len(matching) != len(entries))
-
-    def _match_level0(
-        self, entries: list[SessionInfo], client: str | None, user: str, max_length: int
-    ) -> list[SessionInfo]:
-        """Level-0 entries passing both qualifiers, although level 0 carries no user name.
-
-        A level that names users tells which clients ``user`` has sessions from.
-        If the server allows no such level, the user qualifier cannot be checked
-        here and the server's own filtering is trusted (only ``client`` is applied).
-        """
-        candidates = [info for info in entries if session_matches(info, client, None)]
-        for richer in FALLBACK_ORDER:
-            if richer == 0:
-                continue
-            try:
-                named = list(self.enum(richer, client, user, max_length))
-            except NetApiError as exc:
-                if exc.status in _NOT_FOUND_STATUSES:
-                    return []
-                if exc.status in _FALLBACK_STATUSES:
-                    continue
-                raise
-            names = [s.raw_client_name for s in named if s.raw_client_name]
-            return [info for info in candidates if any(session_matches(info, name, None) for name in names)]
-        return candidates
+            sessions = self._stream(plan.pages, plan.level)
+        return Enumeration(plan.level, plan.attempts, plan.total_entries_hint, sessions,
+                           filtered_locally=plan.filtered_locally)
 
     def _own_session(self) -> _OwnSession | None:
         pipe = self._pipe
@@ -544,43 +401,6 @@ class SessionClient:
                 slots[index] = None  # the decoded entry goes as its Session comes: one copy at a time
                 assert info is not None
                 yield _as_session(info, level, own)
-
-    def _pages(
-        self, level: int, first: EnumResponse, client: str | None, user: str | None, max_length: int
-    ) -> Iterator[list[SessionInfo]]:
-        # No frame may keep a page alive once it has been handed out.
-        response: EnumResponse | None = first
-        del first
-        sent_handle = 0
-        entries = 0
-        for _ in range(MAX_PAGES):
-            assert response is not None
-            page = response.entries
-            if page is None:
-                raise ProtocolError("the server answered without a session container")
-            count = len(page)
-            entries += count
-            if entries > self.max_entries:
-                raise ProtocolError(
-                    f"the server sent more than {self.max_entries:,} sessions: stopping "
-                    "(raise the entry budget if that many are real)"
-                )
-            status, handle = response.status, response.resume_handle
-            response = None
-            yield page
-            del page
-            if status == NetApiStatus.NERR_Success:
-                return
-            if status != NetApiStatus.ERROR_MORE_DATA:
-                raise _refusal(status, [(level, status)], "(while paging)")
-            if handle is None or handle <= sent_handle or not count:
-                raise ProtocolError(
-                    f"the server's resume handle does not advance ({sent_handle} -> {handle}"
-                    f" with {count} entries): stopping rather than looping"
-                )
-            sent_handle = handle
-            response = self.enum_page(level, client, user, max_length, handle)
-        raise ProtocolError(f"more than {MAX_PAGES} pages: stopping")
 
     def get_info(self, client: str, user: str, level: int | None = None) -> Session:
         """NetSessionGetInfo: the session of ``user`` from ``client`` (both required)."""
@@ -631,8 +451,3 @@ class SessionClient:
         own = SessionInfo(cname=pipe.local_address[0], username=self.credentials.username)
         return session_matches(own, normalize_client_name(client) if client else None, user)
 
-
-def _refusal(status: int, attempts: list[tuple[int, int]], note: str = "") -> NetApiError:
-    tried = ", ".join(f"level {lvl}: {NetApiError(st).name}" for lvl, st in attempts)
-    detail = " ".join(part for part in (note, f"[{tried}]" if len(attempts) > 1 else "") if part)
-    return NetApiError(status, detail or None, attempts)
