@@ -202,6 +202,9 @@ def ntstatus_name(code: int) -> str:
         return f"NTSTATUS_0x{code & 0xFFFFFFFF:08X}"
 
 
+def ntstatus_text(code: int) -> str:
+    """``STATUS_LOGON_FAILURE (0xC000006D)``: an NTSTATUS as every message shows it."""
+    return f"{ntstatus_name(code)} (0x{code:08X})"
 
 
 def net_api_status_name(status: int) -> str:
@@ -293,6 +296,27 @@ class HostTimeoutError(TransportError):
 
 class UnsupportedDialectError(TransportError):
     """The server offers no SMB 2/3 dialect (SMB1-only servers are not supported)."""
+
+
+class NtStatusError(_CarriesNtStatus, SmbSessionsError):
+    """A failure that *is* an NTSTATUS plus a detail (an NTLM message refused, an SMB2
+    signature that does not verify): ``ntstatus``, ``ntstatus_name``, ``detail``.
+
+    The one constructor of such errors: ``NtlmError`` and ``Smb2CryptoError`` derive
+    from it. The message reads ``STATUS_X (0x...): detail``.
+    """
+
+    ntstatus: int
+
+    def __init__(self, ntstatus: int, detail: str) -> None:
+        self.ntstatus = int(ntstatus)
+        self.detail = detail
+        super().__init__(f"{ntstatus_text(self.ntstatus)}: {detail}")
+
+    @property
+    def ntstatus_name(self) -> str:
+        """``STATUS_INVALID_PARAMETER`` and so on."""
+        return ntstatus_name(self.ntstatus)
 
 
 class AuthenticationError(_CarriesNtStatus, SmbSessionsError):

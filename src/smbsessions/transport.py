@@ -34,7 +34,7 @@ import uuid
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from smbprotocol.connection import Connection, Dialects
 from smbprotocol.exceptions import (
@@ -45,7 +45,6 @@ from smbprotocol.exceptions import (
     SMBException,
     SMBResponseException,
 )
-from smbprotocol.header import NtStatus
 from smbprotocol.ioctl import CtlCode, IOCTLFlags, SMB2IOCTLRequest, SMB2IOCTLResponse
 from smbprotocol.open import (
     CreateDisposition,
@@ -66,20 +65,22 @@ from smbprotocol.transport import Tcp
 from smbprotocol.tree import TreeConnect
 from spnego import NTLMHash
 
-from smbsessions.auth import Credentials, format_host_port, nt_hash_of
-from smbsessions.sweep.logon_guard import LogonGuard
+from smbsessions.addresses import format_host_port
+from smbsessions.auth import Credentials, nt_hash_of
 from smbsessions.status import (
     AuthenticationError,
     HostTimeoutError,
     HostUnreachableError,
+    NtStatus,
     ProtocolError,
     SmbSessionsError,
     TransportError,
     UnsupportedDialectError,
-    ntstatus_name,
+    ntstatus_text,
 )
+from smbsessions.sweep.logon_guard import LogonGuard
 
-__all__ = ["MAX_MESSAGE_BYTES", "MAX_TRANSCEIVE_OUTPUT", "SmbPipe", "dialect_name", "ntstatus_name"]
+__all__ = ["MAX_MESSAGE_BYTES", "MAX_TRANSCEIVE_OUTPUT", "SmbPipe", "dialect_name"]
 
 PIPE_DESIRED_ACCESS = 0x0012019F
 """FILE_READ_DATA|WRITE_DATA|APPEND_DATA|READ_EA|WRITE_EA|READ_ATTRIBUTES|
@@ -714,11 +715,7 @@ class SmbPipe:
         except SmbSessionsError:
             raise
         except SMBResponseException as exc:
-            status = int(exc.status)
-            name = ntstatus_name(status)
-            raise TransportError(
-                f"{self._where()}: {what} failed: {name} (0x{status:08X})", ntstatus=status
-            ) from None
+            raise _status_failure(TransportError, self._where(), what, int(exc.status)) from None
         except Exception as exc:
             refused = _refused(self._connection, self._where(), what)
             self.close()
@@ -778,9 +775,7 @@ def _logon(session: Session, where: str) -> None:
         skewed = _kerberos_skew(session.connection, where, status)
         if skewed is not None:
             raise skewed from None
-        raise AuthenticationError(
-            f"{where}: session setup failed: {ntstatus_name(status)} (0x{status:08X})", ntstatus=status
-        ) from None
+        raise _status_failure(AuthenticationError, where, "session setup", status) from None
 
 
 def _kerberos_skew(connection: _DeadlineConnection, where: str, status: int) -> AuthenticationError | None:
@@ -848,13 +843,12 @@ def _translate(
         return HostTimeoutError(f"{where}: no reply within {timeout:g} s, during {phase}")
     if isinstance(exc, SMBResponseException):
         status = int(exc.status)
-        name = ntstatus_name(status)
-        text = f"{where}: {phase} failed: {name} (0x{status:08X})"
         if phase == "session setup":
-            return _kerberos_skew(connection, where, status) or AuthenticationError(text, ntstatus=status)
+            skewed = _kerberos_skew(connection, where, status)
+            return skewed or _status_failure(AuthenticationError, where, phase, status)
         if phase == "negotiate":
-            return UnsupportedDialectError(text, ntstatus=status)
-        return TransportError(text, ntstatus=status)
+            return _status_failure(UnsupportedDialectError, where, phase, status)
+        return _status_failure(TransportError, where, phase, status)
     if phase == "negotiate":
         closed = isinstance(exc, SMBConnectionClosed | OSError)
         # Only an SMB1 answer makes a server "SMB1-only": to our SMB2 NEGOTIATE, or,
@@ -883,6 +877,14 @@ def _translate(
     if isinstance(exc, _MALFORMED):
         return _malformed(where, phase, exc)
     return TransportError(f"{where}: {phase} failed ({_describe(exc)})")
+
+
+_E = TypeVar("_E", TransportError, AuthenticationError)
+
+
+def _status_failure(kind: type[_E], where: str, what: str, status: int) -> _E:
+    """The one error for an NTSTATUS answer: ``where: what failed: STATUS_X (0x...)``."""
+    return kind(f"{where}: {what} failed: {ntstatus_text(status)}", ntstatus=status)
 
 
 def _malformed(where: str, phase: str, exc: BaseException) -> ProtocolError:

@@ -23,13 +23,13 @@ from smbsessions.status import (
     ProtocolError,
     TransportError,
     UnsupportedDialectError,
+    ntstatus_name,
 )
 from smbsessions.transport import (
     SmbPipe,
     dialect_name,
     ntlm_anonymous_authenticate,
     ntlm_anonymous_negotiate,
-    ntstatus_name,
 )
 
 ALICE = Credentials("alice", password="alicepw")

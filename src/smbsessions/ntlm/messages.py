@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
-from smbsessions.status import NtStatus, SmbSessionsError, ntstatus_name
+from smbsessions.status import NtStatus, NtStatusError
 
 SIGNATURE = b"NTLMSSP\x00"
 
@@ -98,14 +98,8 @@ AUTHENTICATE_MIC_END = 88
 MAX_TOKEN_SIZE = 64 * 1024
 
 
-class NtlmError(SmbSessionsError):
+class NtlmError(NtStatusError):
     """An NTLM message was malformed or the logon failed; ``ntstatus`` says which."""
-
-    def __init__(self, ntstatus: int, detail: str) -> None:
-        self.ntstatus = int(ntstatus)
-        self.ntstatus_name = ntstatus_name(self.ntstatus)
-        self.detail = detail
-        super().__init__(f"{self.ntstatus_name} (0x{self.ntstatus:08X}): {detail}")
 
 
 def malformed(detail: str) -> NtlmError:

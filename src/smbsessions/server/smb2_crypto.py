@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM
 from cryptography.hazmat.primitives.cmac import CMAC
 
-from smbsessions.status import NtStatus, SmbSessionsError, ntstatus_name
+from smbsessions.status import NtStatus, NtStatusError
 
 DIALECT_2_0_2 = 0x0202
 DIALECT_2_1 = 0x0210
@@ -65,17 +65,11 @@ TRANSFORM_FLAG_ENCRYPTED = 0x0001  # Flags (3.1.1) / EncryptionAlgorithm AES-128
 PREAUTH_HASH_SIZE = 64
 
 
-class Smb2CryptoError(SmbSessionsError):
+class Smb2CryptoError(NtStatusError):
     """An encrypted or signed message from the wire could not be accepted.
 
     MS-SMB2 3.3.5.2.1.1: after a decryption failure the server disconnects.
     """
-
-    def __init__(self, ntstatus: int, detail: str) -> None:
-        self.ntstatus = int(ntstatus)
-        self.ntstatus_name = ntstatus_name(self.ntstatus)
-        self.detail = detail
-        super().__init__(f"{self.ntstatus_name} (0x{self.ntstatus:08X}): {detail}")
 
 
 # --- key derivation ----------------------------------------------------------------
