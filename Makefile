@@ -17,7 +17,7 @@ peers:
 	bash scripts/install-peers.sh
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench tools
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
@@ -35,10 +35,10 @@ demo: $(STAMP)
 	$(PY) -m smbsessions.demo
 
 bench: $(STAMP) peers
-	$(PY) bench/bench_codec.py
-	$(PY) bench/bench_client.py
-	$(PY) bench/bench_server.py
-	$(PY) bench/bench_sweep.py
+	$(PY) -m bench.bench_codec
+	$(PY) -m bench.bench_client
+	$(PY) -m bench.bench_server
+	$(PY) -m bench.bench_sweep
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

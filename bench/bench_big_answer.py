@@ -1,7 +1,7 @@
 """Memory and time of one huge NetrSessionEnum answer through the real client.
 
-    python bench/bench_big_answer.py                 # 1.7 M entries, ~267 MB stub
-    python bench/bench_big_answer.py --entries 200000
+    python -m bench.bench_big_answer                 # 1.7 M entries, ~267 MB stub
+    python -m bench.bench_big_answer --entries 200000
 
 A child process encodes the answer into a file (its memory is not measured). The
 measured process serves that stub as DCE/RPC response fragments through an
@@ -26,14 +26,15 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
 from smbsessions.auth import Credentials
 from smbsessions.client import SessionClient
 from smbsessions.dcerpc import HEADER_SIZE, MAX_FRAG, PType, RpcServerConnection, fragment
 from smbsessions.levels import SessionInfo
-from smbsessions.ndr import EnumResponse, encode_enum_response
+from smbsessions.ndr import encode_enum_response
+from smbsessions.messages import EnumResponse
 from smbsessions.status import SmbSessionsError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def make(path: str, entries: int) -> None:
@@ -121,12 +122,13 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "stub.bin")
-        subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-                        f"import bench_big_answer as b; b.make({path!r}, {args.entries})"], check=True)
+        subprocess.run([sys.executable, "-c", f"from bench import bench_big_answer as b; "
+                        f"b.make({path!r}, {args.entries})"], check=True, cwd=ROOT)
         print("| mode | stub | peak RSS | RSS / stub | time | outcome |")
         print("|---|---|---|---|---|---|")
         for mode in ("stream", "records", "budget"):
-            subprocess.run([sys.executable, __file__, "--measure", path, mode], check=True)
+            subprocess.run([sys.executable, "-m", "bench.bench_big_answer", "--measure", path, mode], check=True,
+                           cwd=ROOT)
 
 
 if __name__ == "__main__":

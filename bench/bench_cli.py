@@ -1,8 +1,8 @@
 """Whole-process cost of the ``smbsessions`` command: three paired ratios, measured in one run.
 
-    python bench/bench_cli.py               # 21 pairs each
-    python bench/bench_cli.py --pairs 41
-    python bench/bench_cli.py --quick       # 5 pairs each, a smaller big listing
+    python -m bench.bench_cli               # 21 pairs each
+    python -m bench.bench_cli --pairs 41
+    python -m bench.bench_cli --quick       # 5 pairs each, a smaller big listing
 
 Every figure is a *pair* of whole processes started one after the other (A B
 A B ...), and the figure reported is the median over the pairs of the ratio
@@ -36,15 +36,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from tests.interop.holders import SessionHolder  # noqa: E402
-from tests.interop.samba import ALICE, BOB, PortInUseError, SambaServer, port_is_free, unavailable_reason  # noqa: E402
-
-from bench_server import serve  # noqa: E402
+from bench.bench_server import serve
+from tests.peers.holders import SessionHolder
+from tests.peers.samba import ALICE, BOB, PortInUseError, SambaServer, port_is_free, unavailable_reason
 
 GOALS = {"version": 6.0, "enum": 2.5, "per_entry_us": 25.0}
 EXE = Path(sys.executable).parent / "smbsessions"

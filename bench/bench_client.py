@@ -1,8 +1,8 @@
 """SessionClient against impacket's srvsvc client, both talking to the same Samba in the same run.
 
-    python bench/bench_client.py                     # 50 held sessions, 30 cold and 300 warm runs each
-    python bench/bench_client.py --sessions 100 --cold-runs 50 --warm-runs 500
-    python bench/bench_client.py --quick             # 10 sessions, a few seconds
+    python -m bench.bench_client                     # 50 held sessions, 30 cold and 300 warm runs each
+    python -m bench.bench_client --sessions 100 --cold-runs 50 --warm-runs 500
+    python -m bench.bench_client --quick             # 10 sessions, a few seconds
 
 Needs root and Samba (like the interop tests): a private smbd is started on
 the first free port in 4530-4539, warmed up (samba-dcerpcd spawns on the
@@ -36,14 +36,13 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT))
+from impacket.dcerpc.v5 import srvs, transport
+from impacket.dcerpc.v5.dtypes import NULL
 
-from impacket.dcerpc.v5 import srvs, transport  # noqa: E402
-from impacket.dcerpc.v5.dtypes import NULL  # noqa: E402
-from tests.interop.holders import SessionHolder  # noqa: E402
-from tests.interop.samba import (  # noqa: E402
+from smbsessions.auth import Credentials
+from smbsessions.client import SessionClient
+from tests.peers.holders import SessionHolder
+from tests.peers.samba import (
     ALICE,
     BOB,
     PortInUseError,
@@ -52,11 +51,10 @@ from tests.interop.samba import (  # noqa: E402
     unavailable_reason,
 )
 
-from smbsessions.auth import Credentials  # noqa: E402
-from smbsessions.client import SessionClient  # noqa: E402
-
 PORTS = range(4530, 4540)
 TIMEOUT = 10.0
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """NetrSessionEnum response codec: ours against impacket's, measured in the same run.
 
-    python bench/bench_codec.py                 # 100, 1k, 10k, 100k entries; impacket up to 10k
-    python bench/bench_codec.py --quick         # 100 and 1k entries, a few seconds
-    python bench/bench_codec.py --sizes 1000 10000 --levels 502 --impacket-max 1000
+    python -m bench.bench_codec                 # 100, 1k, 10k, 100k entries; impacket up to 10k
+    python -m bench.bench_codec --quick         # 100 and 1k entries, a few seconds
+    python -m bench.bench_codec --sizes 1000 10000 --levels 502 --impacket-max 1000
 
 "encode" is EnumResponse -> stub bytes (for impacket: filling a
 NetrSessionEnumResponse with the entries, then getData()). "decode" is stub
@@ -23,17 +23,13 @@ import argparse
 import gc
 import platform
 import random
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from smbsessions import ndr
 from smbsessions.levels import LEVELS, SessionInfo
-from smbsessions.ndr import EnumResponse
+from smbsessions.messages import EnumResponse
 
 GOAL_RATIO = 80.0
 GOAL_US_PER_ENTRY = 1.5

@@ -1,9 +1,9 @@
 """The server core's benchmarks, each against the incumbent in the same run.
 
-    python bench/bench_server.py                  # everything below
-    python bench/bench_server.py --only decoys --sessions 2000 --rounds 3
-    python bench/bench_server.py --only warm      # needs root and Samba (make peers)
-    python bench/bench_server.py --only idle --idle 5000
+    python -m bench.bench_server                  # everything below
+    python -m bench.bench_server --only decoys --sessions 2000 --rounds 3
+    python -m bench.bench_server --only warm      # needs root and Samba (make peers)
+    python -m bench.bench_server --only idle --idle 5000
 
 1. ``decoys``: NetrSessionEnum of 10,000 decoys at level 502 (MAX_PREFERRED_LENGTH, and
    paged with PreferedMaximumLength 4096), our client against impacket's.
@@ -40,8 +40,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from smbsessions.auth import Credentials
 from smbsessions.client import SessionClient
@@ -254,8 +252,7 @@ def warm_rate(host: str, port: int, clients: int, seconds: float, cpu: Callable[
 
 
 def bench_warm(args: argparse.Namespace) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.interop.samba import SambaServer, port_is_free, unavailable_reason
+    from tests.peers.samba import SambaServer, port_is_free, unavailable_reason
 
     sessions = 50  # decoys on ours; Samba lists its real sessions (the clients')
     rows = []

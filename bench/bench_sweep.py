@@ -14,7 +14,7 @@ hold the slots) and a no-overlap estimate (that plus the real hosts swept
 alone), and our ratio to each. Also: the client CPU per host of both (this
 process and its reaped worker processes) and the engine's own overhead.
 
-Run as root with Samba installed (scripts/install-peers.sh): ``python bench/bench_sweep.py``.
+Run as root with Samba installed (scripts/install-peers.sh): ``python -m bench.bench_sweep``.
 """
 
 from __future__ import annotations
@@ -30,19 +30,14 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tests"))
-
-from interop.samba import ALICE, SambaServer, port_is_free, unavailable_reason  # noqa: E402
-from smbsessions.auth import Credentials  # noqa: E402
-from smbsessions.sweep.pool import run_sweep  # noqa: E402
-from smbsessions.sweep.records import host_record  # noqa: E402
-from smbsessions.sweep.runner import SweepConfig  # noqa: E402
-from smbsessions.sweep.targets import Target  # noqa: E402
+from smbsessions.auth import Credentials
+from smbsessions.sweep.pool import run_sweep
+from smbsessions.sweep.records import host_record
+from smbsessions.sweep.runner import SweepConfig
+from smbsessions.sweep.targets import Target
+from tests.peers.samba import ALICE, SambaServer, port_is_free, unavailable_reason
 
 SAMBA_PORTS = tuple(range(4500, 4508))
 SILENT_PORT = 4510

@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
-from .holders import SessionHolder
-from .samba import (
+from ..peers.holders import SessionHolder
+from ..peers.samba import (
     PortInUseError,
     SambaError,
     SambaServer,
@@ -37,7 +37,7 @@ from .samba import (
     port_is_free,
     unavailable_reason,
 )
-from .samba_py import samba_py_available
+from ..peers.samba_py import samba_py_available
 
 DEFAULT_PORTS = range(4455, 4460)
 _HERE = Path(__file__).resolve().parent

@@ -29,9 +29,9 @@ import pytest
 from smbsessions import cli, commands
 from smbsessions.auth import PASSWORD_ENV, nt_hash_of
 
-from .holders import ANONYMOUS as HOLD_ANONYMOUS
-from .holders import SessionHolder
-from .samba import ALICE, BOB, SambaServer
+from ..peers.holders import ANONYMOUS as HOLD_ANONYMOUS
+from ..peers.holders import SessionHolder
+from ..peers.samba import ALICE, BOB, SambaServer
 from .test_client_samba import addresses, closed_port, private_samba, start_private_samba, unc, wait_until
 
 __all__ = ["private_samba"]  # a fixture: imported to be found here

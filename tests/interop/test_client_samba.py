@@ -37,10 +37,10 @@ from smbsessions.status import (
 )
 from smbsessions.win32 import NetSessionDel, NetSessionEnum, NetSessionGetInfo
 
-from .holders import ANONYMOUS as HOLD_ANONYMOUS
-from .holders import SessionHolder
-from .samba import ALICE, BOB, PortInUseError, SambaServer, port_is_free, unavailable_reason
-from .samba_py import samba_py_session_enum
+from ..peers.holders import ANONYMOUS as HOLD_ANONYMOUS
+from ..peers.holders import SessionHolder
+from ..peers.samba import ALICE, BOB, PortInUseError, SambaServer, port_is_free, unavailable_reason
+from ..peers.samba_py import samba_py_session_enum
 
 PRIVATE_PORTS = range(4530, 4540)
 TIMEOUT = 10.0

@@ -28,7 +28,7 @@ import pytest
 
 from smbsessions.exitcodes import ExitCode
 
-from .samba_ad import (
+from ..peers.samba_ad import (
     ALICE,
     BOB,
     CLIENT_IP,
@@ -84,7 +84,7 @@ def ad(request: pytest.FixtureRequest) -> Iterator[SambaAD]:
 
 
 def _admin_password() -> str:
-    from .samba_ad import ADMINISTRATOR
+    from ..peers.samba_ad import ADMINISTRATOR
 
     return ADMINISTRATOR.password
 

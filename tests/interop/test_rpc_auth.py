@@ -25,12 +25,13 @@ from smbsessions import dcerpc
 from smbsessions.auth import Credentials
 from smbsessions.client import SessionClient
 from smbsessions.dcerpc import NDR20, SRVSVC, AuthType, Bind, ContextElement, PType, parse_pdu
-from smbsessions.ndr import EnumRequest, encode_enum_request
+from smbsessions.ndr import encode_enum_request
+from smbsessions.messages import EnumRequest
 from smbsessions.rpc_auth import RpcAuthLevel
 from smbsessions.status import RpcFaultError, RpcFaultStatus
 from smbsessions.transport import SmbPipe
 
-from .samba import SambaServer
+from ..peers.samba import SambaServer
 from .test_server_srvsvc import ACCOUNTS, SHARE_NAMES, SMBTORTURE, Running, needs_rpcclient, start_server
 
 ALICE = Credentials("alice", password=ACCOUNTS["alice"][0])
@@ -334,7 +335,7 @@ print(json.dumps(out))
 def test_samba_python_bindings_read_every_level(srv: Running, binding: str) -> None:
     import json
 
-    from .samba_py import SYSTEM_PYTHON, require_samba_py
+    from ..peers.samba_py import SYSTEM_PYTHON, require_samba_py
     from .test_server_srvsvc import COMMENT, SERVER_NAME
 
     require_samba_py()

@@ -16,8 +16,8 @@ from impacket.dcerpc.v5 import srvs
 from impacket.dcerpc.v5.dtypes import NULL
 from impacket.dcerpc.v5.rpcrt import DCERPCException
 
-from .holders import SessionHolder
-from .samba import (
+from ..peers.holders import SessionHolder
+from ..peers.samba import (
     ALICE,
     BOB,
     SambaServer,
@@ -25,7 +25,7 @@ from .samba import (
     parse_rpcclient_result,
     rpcclient_arg,
 )
-from .samba_py import samba_py_session_enum
+from ..peers.samba_py import samba_py_session_enum
 
 ERROR_ACCESS_DENIED = 5
 ERROR_INVALID_LEVEL = 124

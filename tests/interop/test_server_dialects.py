@@ -26,8 +26,8 @@ from smbsessions.auth import Credentials
 from smbsessions.client import SessionClient
 from smbsessions.levels import SessionInfo
 
-from .ourserver import ADMIN, RPCCLIENT, OurServer, parse_netsessenum_debug, running_server
-from .samba_py import require_samba_py, samba_py_session_enum
+from ..peers.ourserver import ADMIN, RPCCLIENT, OurServer, parse_netsessenum_debug, running_server
+from ..peers.samba_py import require_samba_py, samba_py_session_enum
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -50,7 +50,7 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OurServer]:
 def encrypted_srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OurServer]:
     from smbsessions.server.shell import build_server
 
-    from .ourserver import ACCOUNTS, _factory
+    from ..peers.ourserver import ACCOUNTS, _factory
 
     workdir = tmp_path_factory.mktemp("encrypted")
     state = OurServer(None, workdir, workdir)  # type: ignore[arg-type]

@@ -30,7 +30,7 @@ from smbsessions.rules import canonical_client_name
 from smbsessions.server.shell import SessionServer, build_server
 from smbsessions.server.types import CallerInfo, PipeEndpoint, ServerControl
 
-from .holders import SessionHolder
+from ..peers.holders import SessionHolder
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -146,7 +146,7 @@ def test_one_address_cannot_take_every_slot(start: Callable[..., SessionServer])
 
 
 def test_null_session_exhaustion(start: Callable[..., SessionServer]) -> None:
-    from .holders import ANONYMOUS, SessionHolder
+    from ..peers.holders import ANONYMOUS, SessionHolder
 
     server = start(max_connections=80, max_per_address=1000)
     before = rss()

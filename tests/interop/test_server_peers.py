@@ -9,12 +9,11 @@
 * 10,000 decoys (``--sessions-file`` format) through every peer; paged with a
   small PreferedMaximumLength through the peers that can page.
 * Live session fields (cname, user, opens, time, SESS_GUEST, IPv6).
-* The essential hostile inputs of bench/hostile_server.py.
+* The essential hostile inputs of tools/hostile_server.py.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import signal
 import subprocess
@@ -22,7 +21,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from impacket.dcerpc.v5 import srvs
@@ -34,9 +32,10 @@ from smbsessions.client import SessionClient
 from smbsessions.levels import LEVELS, SessionInfo, UserFlags
 from smbsessions.status import NetApiStatus as S
 from smbsessions.status import RpcFaultError, RpcFaultStatus
+from tools import hostile_server
 
-from .holders import ANONYMOUS, SessionHolder
-from .ourserver import (
+from ..peers.holders import ANONYMOUS, SessionHolder
+from ..peers.ourserver import (
     ADMIN,
     USER,
     ImpacketPeer,
@@ -51,7 +50,7 @@ from .ourserver import (
     running_server,
     write_sessions_file,
 )
-from .samba_py import require_samba_py
+from ..peers.samba_py import require_samba_py
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -394,16 +393,7 @@ def test_serve_cli_with_a_sessions_file(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- hostile input
 
 
-def _hostile() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("hostile_server", ROOT / "bench" / "hostile_server.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("hostile_server", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-HOSTILE = _hostile()
+HOSTILE = hostile_server
 
 
 @pytest.mark.parametrize("case", HOSTILE.ESSENTIAL, ids=lambda c: c.name)

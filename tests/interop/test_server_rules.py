@@ -25,8 +25,8 @@ from smbsessions.levels import SessionInfo
 from smbsessions.rules import SessionInfoPolicy, entry_size
 from smbsessions.status import NetApiStatus as S
 
-from .holders import ANONYMOUS, SessionHolder
-from .ourserver import (
+from ..peers.holders import ANONYMOUS, SessionHolder
+from ..peers.ourserver import (
     ADMIN,
     USER,
     EnumResult,
@@ -38,7 +38,7 @@ from .ourserver import (
     decoy_sessions,
     running_server,
 )
-from .samba_py import require_samba_py
+from ..peers.samba_py import require_samba_py
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -353,12 +353,8 @@ class OursDeleter:
         self.peer = peer
 
     def delete(self, client: str | None, user: str | None) -> int:
-        from smbsessions.ndr import (
-            OPNUM_NETR_SESSION_DEL,
-            DelRequest,
-            decode_del_response,
-            encode_del_request,
-        )
+        from smbsessions.ndr import OPNUM_NETR_SESSION_DEL, decode_del_response, encode_del_request
+        from smbsessions.messages import DelRequest
 
         stub = encode_del_request(DelRequest(None, client, user))
         return decode_del_response(self.peer.client._call(OPNUM_NETR_SESSION_DEL, stub))

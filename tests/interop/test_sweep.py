@@ -30,8 +30,8 @@ import pytest
 
 from smbsessions.cli import main
 
-from .holders import SessionHolder
-from .samba import ALICE, BOB, SambaError, SambaServer, port_is_free, unavailable_reason
+from ..peers.holders import SessionHolder
+from ..peers.samba import ALICE, BOB, SambaError, SambaServer, port_is_free, unavailable_reason
 
 SAMBA_PORTS = range(4500, 4506)
 FAKE_PORTS = range(4510, 4516)
@@ -370,7 +370,7 @@ def test_samba_and_our_server_in_one_sweep(samba_many: SambaServer, tmp_path: Pa
     """Both real servers appear in one sweep: Samba answers level 1, ours level 502."""
     from smbsessions.levels import SessionInfo
 
-    from .ourserver import running_server
+    from ..peers.ourserver import running_server
 
     decoys = [SessionInfo(f"\\\\10.1.0.{i}", f"decoy{i}", 0, 60, 5, 0, "SMB 3.1.1", "tcp") for i in range(3)]
     with running_server(tmp_path, bind="127.0.12.1", decoys=decoys) as ours:

@@ -27,8 +27,8 @@ from smbsessions.status import (
 )
 from smbsessions.transport import SmbPipe
 
+from ..peers.samba import PortInUseError, SambaServer, port_is_free, unavailable_reason
 from .conftest import interop_ports
-from .samba import PortInUseError, SambaServer, port_is_free, unavailable_reason
 
 SRVSVC = uuid.UUID("4B324FC8-1670-01D3-1278-5A47BF6EE188")
 NDR20 = uuid.UUID("8A885D04-1CEB-11C9-9FE8-08002B104860")

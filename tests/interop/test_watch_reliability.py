@@ -25,9 +25,9 @@ from smbsessions.watch import history
 from smbsessions.watch.events import LOGOFF, LOGON, Event
 from smbsessions.watch.store import Store
 
+from ..peers.ourserver import ADMIN, USER, decoy_sessions, running_server
+from ..peers.postgres import PostgresServer, postgres_cluster, postgres_server  # noqa: F401 - fixtures
 from .conftest import interop_ports
-from .ourserver import ADMIN, USER, decoy_sessions, running_server
-from .postgres import PostgresServer, postgres_cluster, postgres_server  # noqa: F401 - fixtures
 from .test_watch import OURS_ADDR, hold, store_db, summary, wait_for, watcher_for  # noqa: F401
 
 BOB = (USER[0], USER[1])

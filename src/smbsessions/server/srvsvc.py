@@ -44,7 +44,7 @@ from smbsessions.status import DecodeError, RpcFaultStatus, net_api_status_name
 log = logging.getLogger("smbsessions.server")
 
 # Real srvsvc requests are a few KiB; names past 1,024 characters must still be answered
-# with ERROR_INVALID_PARAMETER rather than a fault (bench/hostile_server.py sends two
+# with ERROR_INVALID_PARAMETER rather than a fault (tools/hostile_server.py sends two
 # 30,000-character names, ~120 KiB), so an unfinished request may buffer up to this much.
 MAX_SRVSVC_REQUEST = 256 << 10
 # Unfinished input all srvsvc pipes of one server may hold together (see InputBudget).

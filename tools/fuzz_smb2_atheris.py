@@ -1,6 +1,6 @@
 """Coverage-guided fuzzing of the SMB2/3 server core with atheris: whole frames into a connection.
 
-    .venv/bin/python bench/fuzz_smb2_atheris.py -max_total_time=120 -max_len=8192
+    .venv/bin/python -m tools.fuzz_smb2_atheris -max_total_time=120 -max_len=8192
 
 Each input drives one fresh ``smb2.connection.ServerConnection`` (the sans-I/O core the
 asyncio shell wraps), optionally first brought to a state by honest frames:
@@ -35,8 +35,6 @@ import tempfile
 from pathlib import Path
 
 import atheris
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 with atheris.instrument_imports():
     import spnego

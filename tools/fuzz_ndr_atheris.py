@@ -1,7 +1,7 @@
 """Coverage-guided fuzzing of the NDR decoders with atheris (by hand, not part of the tests).
 
     .venv/bin/pip install atheris
-    .venv/bin/python bench/fuzz_ndr_atheris.py -max_total_time=300 -max_len=4096
+    .venv/bin/python -m tools.fuzz_ndr_atheris -max_total_time=300 -max_len=4096
 
 The corpus lives in $TMPDIR/smbsessions-fuzz-ndr-corpus, seeded with valid
 stubs of every kind. The property is the one tests/unit/test_ndr_fuzz.py checks with hypothesis:
@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import atheris
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 with atheris.instrument_imports():
     from smbsessions import ndr

@@ -1,7 +1,7 @@
 """Coverage-guided fuzzing of the NTLM, SPNEGO and SMB2 transform parsers with atheris (by hand).
 
     .venv/bin/pip install atheris
-    .venv/bin/python bench/fuzz_auth_atheris.py -max_total_time=300 -max_len=4096
+    .venv/bin/python -m tools.fuzz_auth_atheris -max_total_time=300 -max_len=4096
 
 The first input byte picks a target; the rest is the token. The property is the one
 tests/unit/test_ntlm.py, test_spnego.py and test_smb2_crypto.py check with
@@ -19,8 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import atheris
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 with atheris.instrument_imports():
     from smbsessions import ntlm, spnego

@@ -1,8 +1,8 @@
 """Hostile input against a running smbsessions server, over a real SMB pipe.
 
-    python bench/hostile_server.py                      # starts `smbsessions serve` itself
-    python bench/hostile_server.py --host 127.0.0.1 --port 4455 -U alice%alicepw
-    python bench/hostile_server.py --only garbage_before_bind,absurd_count
+    python -m tools.hostile_server                      # starts `smbsessions serve` itself
+    python -m tools.hostile_server --host 127.0.0.1 --port 4455 -U alice%alicepw
+    python -m tools.hostile_server --only garbage_before_bind,absurd_count
 
 Each case opens ``\\PIPE\\srvsvc`` with impacket's SMBConnection, writes bytes no
 honest client would (malformed PDUs, truncated fragments, absurd counts,
@@ -32,10 +32,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from impacket.smbconnection import SMBConnection
 
@@ -50,7 +47,8 @@ from smbsessions.dcerpc import (
     SyntaxId,
     encode_bind,
 )
-from smbsessions.ndr import EnumRequest, encode_enum_request
+from smbsessions.ndr import encode_enum_request
+from smbsessions.messages import EnumRequest
 
 READ_TIMEOUT = 5.0
 PIPE_ACCESS = 0x0012019F
@@ -487,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     cases = CASES if not args.only else [c for c in CASES if c.name in args.only.split(",")]
 
     def run_all(port: int, proc: subprocess.Popen[str] | None) -> int:
-        from tests.interop.holders import SessionHolder
+        from tests.peers.holders import SessionHolder
 
         failures = 0
         print("| case | what | replies | result | s |")
@@ -507,7 +505,6 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.port:
         return run_all(args.port, None)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from bench.bench_server import serve
 
     with serve(0, 4462, ("alice:alicepw:admin", "bob:bobpw")) as proc:

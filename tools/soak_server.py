@@ -1,7 +1,7 @@
 """Soak: many held SMB sessions while many clients enumerate, against `smbsessions serve`.
 
-    python bench/soak_server.py                       # 200 sessions, 20 clients, 60 s
-    python bench/soak_server.py --duration 20 --sessions 100 --clients 10
+    python -m tools.soak_server                       # 200 sessions, 20 clients, 60 s
+    python -m tools.soak_server --duration 20 --sessions 100 --clients 10
 
 Starts ``smbsessions serve`` in its own process, holds N authenticated SMB
 sessions from distinct loopback addresses (127.0.0.2, 127.0.0.3, ...; alice
@@ -27,15 +27,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT))
-
-from bench.bench_server import ADMIN, serve  # noqa: E402
-from tests.interop.holders import SessionHolder  # noqa: E402
-
-from smbsessions.auth import Credentials  # noqa: E402
-from smbsessions.client import SessionClient  # noqa: E402
+from bench.bench_server import ADMIN, serve
+from smbsessions.auth import Credentials
+from smbsessions.client import SessionClient
+from tests.peers.holders import SessionHolder
 
 CALLS_PER_CONNECTION = 10
 
