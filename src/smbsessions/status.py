@@ -17,7 +17,7 @@ from enum import IntEnum
 
 
 class NetApiStatus(IntEnum):
-    """NET_API_STATUS values this library produces or meets (SPEC.md section 1)."""
+    """NET_API_STATUS values this library produces or meets (MS-ERREF 2.2 and MS-SRVS 3.1.4.5-3.1.4.6)."""
 
     NERR_Success = 0
     ERROR_ACCESS_DENIED = 5

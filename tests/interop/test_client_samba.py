@@ -1,6 +1,6 @@
 """SessionClient and the Win32-shaped functions against a real Samba smbd.
 
-Samba 4.17 is a partial MS-SRVS server (SPEC.md section 5): only levels 0
+Samba 4.17 is a partial MS-SRVS server (docs/ARCHITECTURE.md, "Peers as measured"): only levels 0
 and 1, qualifiers ignored, NetrSessionDel kills whole connections. These tests
 prove the client turns that into the documented behaviour: level fallback,
 client-side qualifiers with the proper "not found" statuses, normalised client

@@ -2,7 +2,7 @@
 
 impacket's srvs is the main client here; python3-samba and rpcclient must see
 the same sessions. Expected values are Samba 4.17's measured behaviour
-(SPEC.md section 5).
+(docs/ARCHITECTURE.md, "Peers as measured").
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Every MS-SRVS rule of our server, proved through peers we did not write.
 
-Each test names the spec sentence it checks (SPEC.md sections 2 and 3, MS-SRVS
-3.1.4.5 NetrSessionEnum and 3.1.4.6 NetrSessionDel) and runs it through each
+Each test names the spec sentence it checks (MS-SRVS 3.1.4.5 NetrSessionEnum
+and 3.1.4.6 NetrSessionDel, as quoted in ``rules.py``) and runs it through each
 peer that can express the request: Samba's rpcclient (parsing its ``-d10``
 decode), Samba's Python bindings, impacket's srvs, and our own SessionClient.
 
@@ -353,8 +353,8 @@ class OursDeleter:
         self.peer = peer
 
     def delete(self, client: str | None, user: str | None) -> int:
-        from smbsessions.ndr import OPNUM_NETR_SESSION_DEL, decode_del_response, encode_del_request
         from smbsessions.messages import DelRequest
+        from smbsessions.ndr import OPNUM_NETR_SESSION_DEL, decode_del_response, encode_del_request
 
         stub = encode_del_request(DelRequest(None, client, user))
         return decode_del_response(self.peer.client._call(OPNUM_NETR_SESSION_DEL, stub))

@@ -4,7 +4,7 @@ Everything the server touches (config, passdb, tdbs, sockets, logs, the share)
 lives under ``workdir``; /etc and /var/lib/samba are not edited. Unix accounts
 are faked with nss_wrapper (``LD_PRELOAD``), so no ``useradd`` is needed.
 
-Accounts (see SPEC.md section 5 for why both group mappings are needed):
+Accounts (see docs/ARCHITECTURE.md, "Peers as measured", for why both group mappings are needed):
 
 * ``alice`` / ``alicepw``: mapped to BUILTIN\\Administrators (may call
   NetrSessionEnum) and to Domain Admins (may call NetrSessionDel).
