@@ -30,8 +30,8 @@ from smbsessions.auth import Credentials
 from smbsessions.client import SessionClient
 from smbsessions.dcerpc import HEADER_SIZE, MAX_FRAG, PType, RpcServerConnection, fragment
 from smbsessions.levels import SessionInfo
-from smbsessions.ndr import encode_enum_response
 from smbsessions.messages import EnumResponse
+from smbsessions.ndr import encode_enum_response
 from smbsessions.status import SmbSessionsError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,7 +20,7 @@ from typing import Any
 import atheris
 
 with atheris.instrument_imports():
-    from smbsessions import ndr
+    from smbsessions import messages, ndr
     from smbsessions.levels import SessionInfo
     from smbsessions.status import DecodeError
 
@@ -51,9 +51,9 @@ def seeds() -> list[bytes]:
             SessionInfo(None, "\U0001F600", 4, 5, 6, 1, None, "x")]
     out = []
     for level in (0, 1, 2, 10, 502):
-        out.append(b"\0" + ndr.encode_enum_response(ndr.EnumResponse(level, rows, 2, 1, 234)))
-        out.append(b"\1" + ndr.encode_enum_request(ndr.EnumRequest(level, "s", "\\\\c", "u")))
-    out.append(b"\2" + ndr.encode_del_request(ndr.DelRequest(None, "\\\\c", "bob")))
+        out.append(b"\0" + ndr.encode_enum_response(messages.EnumResponse(level, rows, 2, 1, 234)))
+        out.append(b"\1" + ndr.encode_enum_request(messages.EnumRequest(level, "s", "\\\\c", "u")))
+    out.append(b"\2" + ndr.encode_del_request(messages.DelRequest(None, "\\\\c", "bob")))
     out.append(b"\3" + ndr.encode_del_response(2312))
     return out
 

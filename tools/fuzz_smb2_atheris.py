@@ -39,7 +39,7 @@ import atheris
 with atheris.instrument_imports():
     import spnego
 
-    from smbsessions import dcerpc, ndr
+    from smbsessions import dcerpc, messages, ndr
     from smbsessions.ntlm import NegotiateFlags, build_authenticate, build_negotiate
     from smbsessions.rules import SessionInfoPolicy
     from smbsessions.server import nbss, smb2_crypto
@@ -182,7 +182,7 @@ class Driver:
                                                                                     (dcerpc.NDR20,)),)))
         pdu = struct.pack("<BBBBIHHI", 5, 0, dcerpc.PType.BIND, 3, 0x10, 16 + len(bind), 0, 1) + bind
         self.send(IOCTL, self._transceive(pdu), sign=sign)
-        stub = ndr.encode_enum_request(ndr.EnumRequest(10, None, None, None, 0xFFFFFFFF, 0))
+        stub = ndr.encode_enum_request(messages.EnumRequest(10, None, None, None, 0xFFFFFFFF, 0))
         request = struct.pack("<IHH", len(stub), 0, 12) + stub
         pdu = struct.pack("<BBBBIHHI", 5, 0, dcerpc.PType.REQUEST, 3, 0x10, 16 + len(request), 0, 2) + request
         self.seeds.append(self.header(IOCTL) + self._transceive(pdu))  # a seed only: not sent

@@ -47,8 +47,8 @@ from smbsessions.dcerpc import (
     SyntaxId,
     encode_bind,
 )
-from smbsessions.ndr import encode_enum_request
 from smbsessions.messages import EnumRequest
+from smbsessions.ndr import encode_enum_request
 
 READ_TIMEOUT = 5.0
 PIPE_ACCESS = 0x0012019F

@@ -20,12 +20,10 @@ from .auth import Credentials
 from .dcerpc import DEFAULT_MAX_FRAG, MAX_FRAG, PduStream, RpcClientConnection
 from .enumeration import MAX_ENTRIES, Enumeration, Session, plan_enumeration
 from .levels import MAX_PREFERRED_LENGTH, U32_MAX, SessionInfo
+from .messages import DelRequest, EnumRequest, EnumResponse
 from .ndr import (
     OPNUM_NETR_SESSION_DEL,
     OPNUM_NETR_SESSION_ENUM,
-    DelRequest,
-    EnumRequest,
-    EnumResponse,
     decode_del_response,
     decode_enum_response,
     encode_del_request,

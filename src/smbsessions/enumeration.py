@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .levels import FALLBACK_ORDER, SessionInfo, check_level
-from .ndr import EnumResponse
+from .messages import EnumResponse
 from .rules import not_found_status, session_matches
 from .status import NetApiError, NetApiStatus, ProtocolError
 

@@ -29,11 +29,11 @@ import struct
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from itertools import chain, repeat
 from typing import Any
 
-from .levels import FIELDS, LEVELS, MAX_PREFERRED_LENGTH, SessionInfo
+from .levels import FIELDS, LEVELS, SessionInfo
+from .messages import DelRequest, EnumRequest, EnumResponse
 from .status import DecodeError
 
 OPNUM_NETR_SESSION_ENUM = 12
@@ -54,47 +54,6 @@ _U32x4 = struct.Struct("<IIII")
 
 
 
-@dataclass(frozen=True, slots=True)
-class EnumRequest:
-    """NetrSessionEnum [in] parameters.
-
-    ``resume_handle=None`` sends a NULL ResumeHandle pointer;
-    ``container=False`` sends a NULL container pointer (a "count only" query).
-    """
-
-    level: int
-    server_name: str | None = None
-    client_name: str | None = None
-    user_name: str | None = None
-    prefmaxlen: int = MAX_PREFERRED_LENGTH
-    resume_handle: int | None = 0
-    container: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class EnumResponse:
-    """NetrSessionEnum [out] parameters and return value.
-
-    ``entries`` is ``None`` when the container pointer was NULL or the level
-    has no arm (the server answered an unknown level).
-    """
-
-    level: int
-    entries: list[SessionInfo] | None
-    total_entries: int
-    resume_handle: int | None
-    status: int
-
-
-@dataclass(frozen=True, slots=True)
-class DelRequest:
-    """NetrSessionDel [in] parameters."""
-
-    server_name: str | None = None
-    client_name: str | None = None
-    user_name: str | None = None
-
-
 # --------------------------------------------------------------------------- encoding
 
 
@@ -113,15 +72,24 @@ def encode_unique_string(value: str | None, referent: int) -> bytes:
     return _U32.pack(referent) + _encode_string(value)
 
 
-def _check_u32(name: str, value: int) -> None:
+def check_u32(name: str, value: int) -> None:
+    """``ValueError`` unless ``value`` fits an NDR DWORD (a caller's mistake, before any byte is written)."""
     if not 0 <= value <= 0xFFFFFFFF:
         raise ValueError(f"{name} must fit in 32 bits, not {value}")
 
 
+def encode_resume_handle(value: int | None, referent: int) -> bytes:
+    """A ``[in, out, unique] DWORD* ResumeHandle``: NULL, or ``referent`` then the value."""
+    if value is None:
+        return b"\0\0\0\0"
+    check_u32("resume_handle", value)
+    return _U32x2.pack(referent, value)
+
+
 def encode_enum_request(request: EnumRequest) -> bytes:
     """NDR stub of a NetrSessionEnum request."""
-    _check_u32("level", request.level)
-    _check_u32("prefmaxlen", request.prefmaxlen)
+    check_u32("level", request.level)
+    check_u32("prefmaxlen", request.prefmaxlen)
     parts = [
         encode_unique_string(request.server_name, _FIRST_REFERENT),
         encode_unique_string(request.client_name, _FIRST_REFERENT + 4),
@@ -137,11 +105,7 @@ def encode_enum_request(request: EnumRequest) -> bytes:
     else:
         parts.append(_U32x3.pack(request.level, request.level, 0))
     parts.append(_U32.pack(request.prefmaxlen))
-    if request.resume_handle is None:
-        parts.append(b"\0\0\0\0")
-    else:
-        _check_u32("resume_handle", request.resume_handle)
-        parts.append(_U32x2.pack(_FIRST_REFERENT + 16, request.resume_handle))
+    parts.append(encode_resume_handle(request.resume_handle, _FIRST_REFERENT + 16))
     return b"".join(parts)
 
 
@@ -255,7 +219,7 @@ _FIELD_INDEX: dict[str, int] = {f.name: i for i, f in enumerate(FIELDS)}
 def encode_enum_response(response: EnumResponse) -> bytes:
     """NDR stub of a NetrSessionEnum response (the server side)."""
     level = response.level
-    _check_u32("level", level)
+    check_u32("level", level)
     entries = response.entries
     parts = [_U32x2.pack(level, level)]
     if level in LEVELS:
@@ -268,14 +232,10 @@ def encode_enum_response(response: EnumResponse) -> bytes:
             parts.append(encode_session_array(level, entries))
     elif entries:
         raise ValueError(f"level {level} has no union arm to carry entries")
-    _check_u32("total_entries", response.total_entries)
-    _check_u32("status", response.status)
+    check_u32("total_entries", response.total_entries)
+    check_u32("status", response.status)
     parts.append(_U32.pack(response.total_entries))
-    if response.resume_handle is None:
-        parts.append(b"\0\0\0\0")
-    else:
-        _check_u32("resume_handle", response.resume_handle)
-        parts.append(_U32x2.pack(_FIRST_REFERENT + 8, response.resume_handle))
+    parts.append(encode_resume_handle(response.resume_handle, _FIRST_REFERENT + 8))
     parts.append(_U32.pack(response.status))
     return b"".join(parts)
 
@@ -293,7 +253,7 @@ def encode_del_request(request: DelRequest) -> bytes:
 
 def encode_del_response(status: int) -> bytes:
     """NDR stub of a NetrSessionDel response: the NET_API_STATUS alone."""
-    _check_u32("status", status)
+    check_u32("status", status)
     return _U32.pack(status)
 
 
@@ -328,6 +288,10 @@ class _Reader:
 
     def unique_string(self, what: str) -> str | None:
         return self.string(what) if self.u32(what + " pointer") else None
+
+    def unique_u32(self, what: str) -> int | None:
+        """A ``[unique] DWORD*`` (a resume handle): None for NULL."""
+        return self.u32(what) if self.u32(what + " pointer") else None
 
     def finish(self, what: str) -> None:
         # Tolerate alignment padding a sender may leave at the end, nothing more.
@@ -562,7 +526,7 @@ def decode_enum_response(stub: bytes) -> EnumResponse:
         else:
             entries = []
     total = reader.u32("TotalEntries")
-    resume = reader.u32("ResumeHandle") if reader.u32("ResumeHandle pointer") else None
+    resume = reader.unique_u32("ResumeHandle")
     status = reader.u32("return value")
     reader.finish("NetrSessionEnum response")
     return EnumResponse(level, entries, total, resume, status)
@@ -589,7 +553,7 @@ def decode_enum_request(stub: bytes) -> EnumRequest:
             elif count:
                 raise DecodeError(f"EntriesRead {count} with a NULL Buffer pointer")
     prefmaxlen = reader.u32("PreferedMaximumLength")
-    resume = reader.u32("ResumeHandle") if reader.u32("ResumeHandle pointer") else None
+    resume = reader.unique_u32("ResumeHandle")
     reader.finish("NetrSessionEnum request")
     return EnumRequest(level, server, client, user, prefmaxlen, resume, container)
 

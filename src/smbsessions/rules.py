@@ -30,7 +30,7 @@ from functools import lru_cache
 
 from .addresses import bracketed, canonical_ip
 from .levels import LEVELS, MAX_PREFERRED_LENGTH, SessionInfo
-from .ndr import DelRequest, EnumRequest, EnumResponse
+from .messages import DelRequest, EnumRequest, EnumResponse
 from .status import NetApiStatus
 
 # Names longer than this many UTF-16 characters *including* the NUL are refused.

@@ -27,10 +27,28 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from .ndr import FIRST_REFERENT, StubReader, encode_string, encode_unique_string
+from .messages import (
+    RemoteTodResponse,
+    ServerGetInfoRequest,
+    ServerGetInfoResponse,
+    ShareCheckRequest,
+    ShareCheckResponse,
+    ShareEnumRequest,
+    ShareEnumResponse,
+    ShareGetInfoRequest,
+    ShareGetInfoResponse,
+    TimeOfDay,
+)
+from .ndr import (
+    FIRST_REFERENT,
+    StubReader,
+    check_u32,
+    encode_resume_handle,
+    encode_string,
+    encode_unique_string,
+)
 from .srvsvc_levels import (
     SERVER_INFO_ARMS,
     SERVER_LEVELS,
@@ -50,106 +68,12 @@ OPNUM_NETR_SERVER_GET_INFO = 21
 OPNUM_NETR_REMOTE_TOD = 28
 OPNUM_NETR_SHARE_ENUM_STICKY = 36
 
-MAX_PREFERRED_LENGTH = 0xFFFFFFFF
 _U32 = struct.Struct("<I")
 # Referents of deferred pointers start here (any non-zero value means "present").
 _DEFERRED_REFERENT = FIRST_REFERENT + 0x100
 
 
-# --------------------------------------------------------------------------- messages
-
-
-@dataclass(frozen=True, slots=True)
-class ShareEnumRequest:
-    """NetrShareEnum / NetrShareEnumSticky [in]; ``container=False`` sends a NULL arm."""
-
-    level: int
-    server_name: str | None = None
-    prefmaxlen: int = MAX_PREFERRED_LENGTH
-    resume_handle: int | None = 0
-    container: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class ShareEnumResponse:
-    """NetrShareEnum [out]; ``entries=None`` is a NULL container (or no arm at all)."""
-
-    level: int
-    entries: list[ShareInfo] | None
-    total_entries: int
-    resume_handle: int | None
-    status: int
-
-
-@dataclass(frozen=True, slots=True)
-class ShareGetInfoRequest:
-    net_name: str
-    level: int
-    server_name: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ShareGetInfoResponse:
-    level: int
-    info: ShareInfo | None
-    status: int
-
-
-@dataclass(frozen=True, slots=True)
-class ShareCheckRequest:
-    device: str
-    server_name: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ShareCheckResponse:
-    type: int
-    status: int
-
-
-@dataclass(frozen=True, slots=True)
-class ServerGetInfoRequest:
-    level: int
-    server_name: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ServerGetInfoResponse:
-    level: int
-    info: ServerInfo | None
-    status: int
-
-
-@dataclass(frozen=True, slots=True)
-class TimeOfDay:
-    """TIME_OF_DAY_INFO (MS-SRVS 2.2.4.105); ``timezone`` is signed minutes west of UTC."""
-
-    elapsed: int
-    msecs: int
-    hours: int
-    mins: int
-    secs: int
-    hunds: int
-    timezone: int
-    tinterval: int
-    day: int
-    month: int
-    year: int
-    weekday: int
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteTodResponse:
-    tod: TimeOfDay | None
-    status: int
-
-
 # --------------------------------------------------------------------------- structures
-
-
-def _check_u32(name: str, value: int) -> None:
-    if not 0 <= value <= 0xFFFFFFFF:
-        raise ValueError(f"{name} must fit in 32 bits, not {value}")
 
 
 def _encode_records(fields: Sequence[Field], records: Sequence[Any]) -> tuple[bytes, bytes]:
@@ -234,7 +158,7 @@ def _fields_or_fail(table: dict[int, tuple[Field, ...]], level: int, what: str) 
 
 
 def _encode_share_enum_struct(level: int, entries: list[ShareInfo] | None, container_referent: int) -> bytes:
-    _check_u32("level", level)
+    check_u32("level", level)
     parts = [_U32.pack(level), _U32.pack(level)]
     if level not in SHARE_ENUM_ARMS:
         if entries:
@@ -273,17 +197,13 @@ def _decode_share_enum_struct(reader: StubReader) -> tuple[int, list[ShareInfo] 
 
 def encode_share_enum_request(request: ShareEnumRequest) -> bytes:
     """NDR stub of a NetrShareEnum (or NetrShareEnumSticky) request."""
-    _check_u32("prefmaxlen", request.prefmaxlen)
+    check_u32("prefmaxlen", request.prefmaxlen)
     parts = [
         encode_unique_string(request.server_name, FIRST_REFERENT),
         _encode_share_enum_struct(request.level, [] if request.container else None, FIRST_REFERENT + 4),
         _U32.pack(request.prefmaxlen),
     ]
-    if request.resume_handle is None:
-        parts.append(b"\0\0\0\0")
-    else:
-        _check_u32("resume_handle", request.resume_handle)
-        parts.append(struct.pack("<II", FIRST_REFERENT + 8, request.resume_handle))
+    parts.append(encode_resume_handle(request.resume_handle, FIRST_REFERENT + 8))
     return b"".join(parts)
 
 
@@ -293,24 +213,20 @@ def decode_share_enum_request(stub: bytes) -> ShareEnumRequest:
     server = reader.unique_string("ServerName")
     level, entries = _decode_share_enum_struct(reader)
     prefmaxlen = reader.u32("PreferedMaximumLength")
-    resume = reader.u32("ResumeHandle") if reader.u32("ResumeHandle pointer") else None
+    resume = reader.unique_u32("ResumeHandle")
     reader.finish("NetrShareEnum request")
     return ShareEnumRequest(level, server, prefmaxlen, resume, entries is not None)
 
 
 def encode_share_enum_response(response: ShareEnumResponse) -> bytes:
     """NDR stub of a NetrShareEnum response (the server side)."""
-    _check_u32("total_entries", response.total_entries)
-    _check_u32("status", response.status)
+    check_u32("total_entries", response.total_entries)
+    check_u32("status", response.status)
     parts = [
         _encode_share_enum_struct(response.level, response.entries, FIRST_REFERENT),
         _U32.pack(response.total_entries),
     ]
-    if response.resume_handle is None:
-        parts.append(b"\0\0\0\0")
-    else:
-        _check_u32("resume_handle", response.resume_handle)
-        parts.append(struct.pack("<II", FIRST_REFERENT + 8, response.resume_handle))
+    parts.append(encode_resume_handle(response.resume_handle, FIRST_REFERENT + 8))
     parts.append(_U32.pack(response.status))
     return b"".join(parts)
 
@@ -320,7 +236,7 @@ def decode_share_enum_response(stub: bytes) -> ShareEnumResponse:
     reader = StubReader(bytes(stub))
     level, entries = _decode_share_enum_struct(reader)
     total = reader.u32("TotalEntries")
-    resume = reader.u32("ResumeHandle") if reader.u32("ResumeHandle pointer") else None
+    resume = reader.unique_u32("ResumeHandle")
     status = reader.u32("return value")
     reader.finish("NetrShareEnum response")
     return ShareEnumResponse(level, entries, total, resume, status)
@@ -332,7 +248,7 @@ def decode_share_enum_response(stub: bytes) -> ShareEnumResponse:
 def _encode_info_union(
     level: int, record: Any, arms: frozenset[int], table: dict[int, tuple[Field, ...]]
 ) -> bytes:
-    _check_u32("level", level)
+    check_u32("level", level)
     head = _U32.pack(level)
     if level not in arms:
         if record is not None:
@@ -358,7 +274,7 @@ def _decode_info_union(
 
 
 def encode_share_get_info_request(request: ShareGetInfoRequest) -> bytes:
-    _check_u32("level", request.level)
+    check_u32("level", request.level)
     return (encode_unique_string(request.server_name, FIRST_REFERENT) + encode_string(request.net_name)
             + _U32.pack(request.level))
 
@@ -373,7 +289,7 @@ def decode_share_get_info_request(stub: bytes) -> ShareGetInfoRequest:
 
 
 def encode_share_get_info_response(response: ShareGetInfoResponse) -> bytes:
-    _check_u32("status", response.status)
+    check_u32("status", response.status)
     return (_encode_info_union(response.level, response.info, SHARE_INFO_ARMS, SHARE_LEVELS)
             + _U32.pack(response.status))
 
@@ -389,7 +305,7 @@ def decode_share_get_info_response(stub: bytes, level: int) -> ShareGetInfoRespo
 
 
 def encode_server_get_info_request(request: ServerGetInfoRequest) -> bytes:
-    _check_u32("level", request.level)
+    check_u32("level", request.level)
     return encode_unique_string(request.server_name, FIRST_REFERENT) + _U32.pack(request.level)
 
 
@@ -402,7 +318,7 @@ def decode_server_get_info_request(stub: bytes) -> ServerGetInfoRequest:
 
 
 def encode_server_get_info_response(response: ServerGetInfoResponse) -> bytes:
-    _check_u32("status", response.status)
+    check_u32("status", response.status)
     return (_encode_info_union(response.level, response.info, SERVER_INFO_ARMS, SERVER_LEVELS)
             + _U32.pack(response.status))
 
@@ -433,8 +349,8 @@ def decode_share_check_request(stub: bytes) -> ShareCheckRequest:
 
 
 def encode_share_check_response(response: ShareCheckResponse) -> bytes:
-    _check_u32("type", response.type)
-    _check_u32("status", response.status)
+    check_u32("type", response.type)
+    check_u32("status", response.status)
     return struct.pack("<II", response.type, response.status)
 
 
@@ -463,7 +379,7 @@ def decode_remote_tod_request(stub: bytes) -> str | None:
 
 
 def encode_remote_tod_response(response: RemoteTodResponse) -> bytes:
-    _check_u32("status", response.status)
+    check_u32("status", response.status)
     if response.tod is None:
         return b"\0\0\0\0" + _U32.pack(response.status)
     tod = response.tod

@@ -25,6 +25,19 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Sequence
 
+from .levels import MAX_PREFERRED_LENGTH
+from .messages import (
+    RemoteTodResponse,
+    ServerGetInfoRequest,
+    ServerGetInfoResponse,
+    ShareCheckRequest,
+    ShareCheckResponse,
+    ShareEnumRequest,
+    ShareEnumResponse,
+    ShareGetInfoRequest,
+    ShareGetInfoResponse,
+    TimeOfDay,
+)
 from .rules import Caller, utf16_length
 from .srvsvc_levels import (
     SERVER_INFO_ARMS,
@@ -36,19 +49,6 @@ from .srvsvc_levels import (
     SHARE_LEVELS,
     ServerIdentity,
     ShareInfo,
-)
-from .srvsvc_ndr import (
-    MAX_PREFERRED_LENGTH,
-    RemoteTodResponse,
-    ServerGetInfoRequest,
-    ServerGetInfoResponse,
-    ShareCheckRequest,
-    ShareCheckResponse,
-    ShareEnumRequest,
-    ShareEnumResponse,
-    ShareGetInfoRequest,
-    ShareGetInfoResponse,
-    TimeOfDay,
 )
 from .status import NetApiStatus
 

@@ -25,8 +25,8 @@ from smbsessions import dcerpc
 from smbsessions.auth import Credentials
 from smbsessions.client import SessionClient
 from smbsessions.dcerpc import NDR20, SRVSVC, AuthType, Bind, ContextElement, PType, parse_pdu
-from smbsessions.ndr import encode_enum_request
 from smbsessions.messages import EnumRequest
+from smbsessions.ndr import encode_enum_request
 from smbsessions.rpc_auth import RpcAuthLevel
 from smbsessions.status import RpcFaultError, RpcFaultStatus
 from smbsessions.transport import SmbPipe

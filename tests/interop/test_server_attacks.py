@@ -1226,9 +1226,9 @@ def test_unread_enumerations_are_bounded_per_connection(tmp_path: Path) -> None:
     """Issue 8 asks for a cap on buffered bytes per connection. With 10,000 decoys and the
     'authenticated' policy, a plain account starts a NetrSessionEnum on every pipe it may open,
     reads 1 KiB of each answer and leaves the rest (~1 MB each) queued in the server."""
-    from smbsessions import ndr
+    from smbsessions import messages, ndr
 
-    stub = ndr.encode_enum_request(ndr.EnumRequest(10, None, None, None, 0xFFFFFFFF, 0))
+    stub = ndr.encode_enum_request(messages.EnumRequest(10, None, None, None, 0xFFFFFFFF, 0))
     enum = request_fragment(stub, flags=FIRST | LAST, call_id=5)
     with server_process(tmp_path, session_info="authenticated", decoy_count=10000) as server:
         base = server.rss()

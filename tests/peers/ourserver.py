@@ -311,8 +311,8 @@ class ImpacketPeer:
                   resume: int | None) -> EnumResult:
         # impacket cannot express these (unknown levels, NULL ResumeHandle):
         # our encoder builds the stub, impacket's DCE/RPC layer carries it.
-        from smbsessions.ndr import decode_enum_response, encode_enum_request
         from smbsessions.messages import EnumRequest
+        from smbsessions.ndr import decode_enum_response, encode_enum_request
 
         stub = encode_enum_request(EnumRequest(level, None, client, user, max_len, resume))
         self.dce.call(12, stub)
@@ -348,8 +348,8 @@ class OursPeer:
 
     def enum(self, level: int, client: str | None = None, user: str | None = None,
              max_len: int = 0xFFFFFFFF, resume: int | None = 0) -> EnumResult:
-        from smbsessions.ndr import OPNUM_NETR_SESSION_ENUM, decode_enum_response, encode_enum_request
         from smbsessions.messages import EnumRequest
+        from smbsessions.ndr import OPNUM_NETR_SESSION_ENUM, decode_enum_response, encode_enum_request
 
         # enum_page would normalise the client name; the rules tests need it verbatim.
         request = EnumRequest(level, None, client, user, max_len, resume)

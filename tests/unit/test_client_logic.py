@@ -13,7 +13,8 @@ from smbsessions.auth import Credentials
 from smbsessions.client import Pipe, PipeOpener, SessionClient, normalize_client_name
 from smbsessions.dcerpc import HEADER, PFC_FIRST_FRAG, PType, RpcServerConnection
 from smbsessions.levels import SessionInfo
-from smbsessions.ndr import EnumResponse, decode_enum_request, encode_enum_response
+from smbsessions.messages import EnumResponse
+from smbsessions.ndr import decode_enum_request, encode_enum_response
 from smbsessions.rules import SessionInfoPolicy
 from smbsessions.server.srvsvc import SrvsvcEndpoint
 from smbsessions.server.types import CallerInfo

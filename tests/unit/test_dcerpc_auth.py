@@ -14,7 +14,7 @@ import spnego
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smbsessions import dcerpc, srvsvc_ndr
+from smbsessions import dcerpc, messages, srvsvc_ndr
 from smbsessions.auth import Credentials
 from smbsessions.dcerpc import (
     NDR20,
@@ -31,14 +31,8 @@ from smbsessions.dcerpc import (
     parse_pdu,
 )
 from smbsessions.levels import SessionInfo
-from smbsessions.ndr import (
-    DelRequest,
-    EnumRequest,
-    decode_del_response,
-    decode_enum_response,
-    encode_del_request,
-    encode_enum_request,
-)
+from smbsessions.messages import DelRequest, EnumRequest
+from smbsessions.ndr import decode_del_response, decode_enum_response, encode_del_request, encode_enum_request
 from smbsessions.rpc_auth import NtlmRpcInitiator
 from smbsessions.rules import SessionInfoPolicy
 from smbsessions.server.srvsvc import SrvsvcEndpoint
@@ -106,7 +100,7 @@ def test_session_enum_and_del_behave_the_same_at_every_level(level: int) -> None
 def test_responses_carry_verifiers_and_privacy_hides_the_stub(level: int) -> None:
     harness = AuthHarness(ALICE, level)
     (request,) = harness.rpc.request(21, srvsvc_ndr.encode_server_get_info_request(
-        srvsvc_ndr.ServerGetInfoRequest(101)))
+        messages.ServerGetInfoRequest(101)))
     harness.endpoint.write(request)
     raw = read_message(harness.endpoint)
     pdu = parse_pdu(raw)
@@ -166,7 +160,7 @@ def test_a_request_without_verifier_is_accepted_at_pkt_and_answered_signed() -> 
 def test_a_tampered_response_is_refused_by_our_client() -> None:
     harness = AuthHarness(ALICE, AuthLevel.PKT_INTEGRITY)
     (request,) = harness.rpc.request(21, srvsvc_ndr.encode_server_get_info_request(
-        srvsvc_ndr.ServerGetInfoRequest(100)))
+        messages.ServerGetInfoRequest(100)))
     harness.endpoint.write(request)
     raw = bytearray(read_message(harness.endpoint))
     raw[30] ^= 0x40
@@ -374,7 +368,7 @@ def test_raw_ntlm_third_leg_in_an_alter_context_gets_a_plain_alter_context_resp(
     resp = parse_pdu(read_message(endpoint))
     assert resp.ptype == PType.ALTER_CONTEXT_RESP and resp.auth_length == 0
     security = initiator.packet_security()
-    stub = srvsvc_ndr.encode_server_get_info_request(srvsvc_ndr.ServerGetInfoRequest(101))
+    stub = srvsvc_ndr.encode_server_get_info_request(messages.ServerGetInfoRequest(101))
     (request,) = dcerpc.auth_fragments(PType.REQUEST, 3, 0, stub, 4280, 21, trailer, security)
     endpoint.write(request)
     pdu = dcerpc.check_verifier(parse_pdu(read_message(endpoint)), trailer, security)

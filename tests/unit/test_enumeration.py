@@ -8,7 +8,7 @@ import pytest
 
 from smbsessions.enumeration import plan_enumeration, refusal
 from smbsessions.levels import SessionInfo
-from smbsessions.ndr import EnumResponse
+from smbsessions.messages import EnumResponse
 from smbsessions.status import NetApiError, NetApiStatus, ProtocolError
 
 MORE = NetApiStatus.ERROR_MORE_DATA

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from smbsessions import ndr
 from smbsessions.levels import LEVELS, SessionInfo
-from smbsessions.ndr import DelRequest, EnumRequest, EnumResponse
+from smbsessions.messages import DelRequest, EnumRequest, EnumResponse
 from smbsessions.status import DecodeError
 
 

@@ -27,7 +27,7 @@ from impacket.dcerpc.v5.dtypes import NULL
 
 from smbsessions import ndr
 from smbsessions.levels import LEVELS, SessionInfo
-from smbsessions.ndr import DelRequest, EnumRequest, EnumResponse
+from smbsessions.messages import DelRequest, EnumRequest, EnumResponse
 
 ORACLE = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # Responses carry the interesting structure: more examples, and lists biased long.

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smbsessions.levels import LEVELS, MAX_PREFERRED_LENGTH, SessionInfo
-from smbsessions.ndr import DelRequest, EnumRequest
+from smbsessions.messages import DelRequest, EnumRequest
 from smbsessions.rules import (
     ANONYMOUS,
     Caller,

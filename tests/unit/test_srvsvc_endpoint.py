@@ -10,18 +10,12 @@ import pytest
 from impacket.dcerpc.v5 import srvs
 from impacket.dcerpc.v5.dtypes import NULL
 
-from smbsessions import srvsvc_ndr
+from smbsessions import messages, srvsvc_ndr
 from smbsessions.auth import nt_hash_of
 from smbsessions.dcerpc import PduStream, RpcClientConnection, decode_fault, parse_pdu
 from smbsessions.levels import SessionInfo
-from smbsessions.ndr import (
-    DelRequest,
-    EnumRequest,
-    decode_del_response,
-    decode_enum_response,
-    encode_del_request,
-    encode_enum_request,
-)
+from smbsessions.messages import DelRequest, EnumRequest
+from smbsessions.ndr import decode_del_response, decode_enum_response, encode_del_request, encode_enum_request
 from smbsessions.rules import SessionInfoPolicy
 from smbsessions.server.srvsvc import InputBudget, SrvsvcEndpoint, srvsvc_factory
 from smbsessions.server.types import CallerInfo
@@ -195,7 +189,7 @@ def test_garbage_before_bind_gets_a_fault_not_an_exception() -> None:
 def test_share_enum_lists_ipc_typed_as_ipc_and_decoys_as_configured() -> None:
     harness, _ = make(admin=False, guest=True)
     for opnum in (15, 36):
-        stub = srvsvc_ndr.encode_share_enum_request(srvsvc_ndr.ShareEnumRequest(1))
+        stub = srvsvc_ndr.encode_share_enum_request(messages.ShareEnumRequest(1))
         response = srvsvc_ndr.decode_share_enum_response(harness.call(opnum, stub))
         assert response.status == 0 and response.level == 1
         assert [(s.netname, s.type, s.remark) for s in response.entries or []] == [
@@ -208,7 +202,7 @@ def test_share_enum_lists_ipc_typed_as_ipc_and_decoys_as_configured() -> None:
 ])
 def test_share_enum_answers_at_the_level_asked(opnum: int, level: int, admin: bool, status: int) -> None:
     harness, _ = make(admin=admin)
-    stub = srvsvc_ndr.encode_share_enum_request(srvsvc_ndr.ShareEnumRequest(level))
+    stub = srvsvc_ndr.encode_share_enum_request(messages.ShareEnumRequest(level))
     response = srvsvc_ndr.decode_share_enum_response(harness.call(opnum, stub))
     assert (response.level, response.status) == (level, status)
     if status == 0:
@@ -219,22 +213,22 @@ def test_share_enum_answers_at_the_level_asked(opnum: int, level: int, admin: bo
 
 def test_share_get_info_check_server_info_and_tod() -> None:
     harness, _ = make(admin=False)
-    stub = srvsvc_ndr.encode_share_get_info_request(srvsvc_ndr.ShareGetInfoRequest("admin$", 501))
+    stub = srvsvc_ndr.encode_share_get_info_request(messages.ShareGetInfoRequest("admin$", 501))
     answer = srvsvc_ndr.decode_share_get_info_response(harness.call(16, stub), 501)
     assert answer.status == 0 and answer.info is not None and answer.info.netname == "ADMIN$"
-    stub = srvsvc_ndr.encode_share_get_info_request(srvsvc_ndr.ShareGetInfoRequest("nothere", 1))
+    stub = srvsvc_ndr.encode_share_get_info_request(messages.ShareGetInfoRequest("nothere", 1))
     assert srvsvc_ndr.decode_share_get_info_response(harness.call(16, stub), 1).status == 2310
-    stub = srvsvc_ndr.encode_share_get_info_request(srvsvc_ndr.ShareGetInfoRequest("ADMIN$", 502))
+    stub = srvsvc_ndr.encode_share_get_info_request(messages.ShareGetInfoRequest("ADMIN$", 502))
     assert srvsvc_ndr.decode_share_get_info_response(harness.call(16, stub), 502) == \
-        srvsvc_ndr.ShareGetInfoResponse(502, None, 5)
-    stub = srvsvc_ndr.encode_share_check_request(srvsvc_ndr.ShareCheckRequest("c:\\windows\\"))
+        messages.ShareGetInfoResponse(502, None, 5)
+    stub = srvsvc_ndr.encode_share_check_request(messages.ShareCheckRequest("c:\\windows\\"))
     assert srvsvc_ndr.decode_share_check_response(harness.call(20, stub)) == \
-        srvsvc_ndr.ShareCheckResponse(0x80000000, 0)
-    stub = srvsvc_ndr.encode_server_get_info_request(srvsvc_ndr.ServerGetInfoRequest(101))
+        messages.ShareCheckResponse(0x80000000, 0)
+    stub = srvsvc_ndr.encode_server_get_info_request(messages.ServerGetInfoRequest(101))
     info = srvsvc_ndr.decode_server_get_info_response(harness.call(21, stub), 101).info
     assert info is not None and (info.platform_id, info.name, info.version_major, info.type, info.comment) == (
         500, "Srv", 10, 0x9003, "a comment")
-    stub = srvsvc_ndr.encode_server_get_info_request(srvsvc_ndr.ServerGetInfoRequest(102))
+    stub = srvsvc_ndr.encode_server_get_info_request(messages.ServerGetInfoRequest(102))
     assert srvsvc_ndr.decode_server_get_info_response(harness.call(21, stub), 102).status == 5
     before = int(time.time())
     tod = srvsvc_ndr.decode_remote_tod_response(harness.call(28, srvsvc_ndr.encode_remote_tod_request())).tod

@@ -6,14 +6,14 @@ import datetime as dt
 
 import pytest
 
-from smbsessions.rules import ANONYMOUS, Caller
-from smbsessions.srvsvc_levels import IPC_SHARE, ServerIdentity, ShareType, decoy_share
-from smbsessions.srvsvc_ndr import (
+from smbsessions.messages import (
     ServerGetInfoRequest,
     ShareCheckRequest,
     ShareEnumRequest,
     ShareGetInfoRequest,
 )
+from smbsessions.rules import ANONYMOUS, Caller
+from smbsessions.srvsvc_levels import IPC_SHARE, ServerIdentity, ShareType, decoy_share
 from smbsessions.srvsvc_rules import (
     enumerate_shares,
     server_get_info,
