@@ -1,12 +1,27 @@
-"""Issue 13: --help, --version and argument errors import no protocol library."""
+"""The root command line (cli.py): --help, --version and argument errors import no protocol library
+(issue 13); every command's help documents its options, exit codes and examples (issue 9 item 25);
+errors map to exit codes."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
 import subprocess
 import sys
 
 import pytest
+
+from smbsessions import cli, cli_args
+from smbsessions.exitcodes import COMMAND_CODES, MEANINGS
+from smbsessions.status import (
+    AuthenticationError,
+    DecodeError,
+    HostTimeoutError,
+    HostUnreachableError,
+    NetApiError,
+    RpcFaultError,
+)
 
 HEAVY = ("smbprotocol", "spnego", "cryptography", "impacket")
 
@@ -102,3 +117,77 @@ def test_a_broken_command_module_fails_loudly_instead_of_vanishing_from_help(
     with pytest.raises(ImportError):
         cli.build_parser(["serve"])
     assert "serve" in cli.build_parser(["enum"]).format_help()  # not chosen: listed, not imported
+
+
+# ---- help texts (issue 9 item 25)
+
+
+
+OWN_COMMANDS = ("enum", "get", "delete")
+
+
+def subparser(command: str) -> argparse.ArgumentParser:
+    parser = cli.build_parser([command])
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    chosen: argparse.ArgumentParser = action.choices[command]
+    return chosen
+
+
+def test_python_dash_m_smbsessions_runs() -> None:
+    version = subprocess.run([sys.executable, "-m", "smbsessions", "--version"], capture_output=True,
+                             text=True, timeout=60, check=False)
+    usage = subprocess.run([sys.executable, "-m", "smbsessions", "enum"], capture_output=True, text=True,
+                           timeout=60, check=False)
+    assert version.returncode == 0 and version.stdout.startswith("smbsessions ")
+    assert usage.returncode == 2 and "usage: smbsessions enum" in usage.stderr
+
+
+@pytest.mark.parametrize("command", OWN_COMMANDS)
+def test_every_option_has_help(command: str) -> None:
+    for action in subparser(command)._actions:
+        assert action.help, f"{command}: {action.option_strings or action.dest} has no help"
+
+
+@pytest.mark.parametrize("command", OWN_COMMANDS)
+def test_help_lists_exit_codes_and_two_examples(command: str) -> None:
+    text = subparser(command).format_help()
+    examples = text.split("examples:\n", 1)[1].split("\n\n", 1)[0]
+    assert len(re.findall(rf"^  smbsessions {command} ", examples, re.M)) >= 2
+    codes = text.split("exit codes:\n", 1)[1]
+    for code in COMMAND_CODES[command]:
+        assert re.search(rf"^  {int(code)}\s+{re.escape(MEANINGS[code])}$", codes, re.M), code
+
+
+def test_main_help_lists_every_exit_code() -> None:
+    text = cli.build_parser([]).format_help()
+    for code, meaning in MEANINGS.items():
+        assert f"{int(code):<4} {meaning}" in text
+
+
+@pytest.mark.parametrize("command", ["sweep", "watch", "history"])
+def test_other_commands_help_documents_options_exit_codes_and_examples(command: str) -> None:
+    sub = subparser(command)
+    assert all(action.help for action in sub._actions)
+    text = sub.format_help()
+    examples = text.split("examples:\n", 1)[1].split("\n\n", 1)[0]
+    assert len(re.findall(rf"smbsessions {command} ", examples)) >= 2
+    assert "exit codes:" in text
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (NetApiError(5), cli.EXIT_DENIED),
+        (NetApiError(2221), cli.EXIT_NOT_FOUND),
+        (NetApiError(2312), cli.EXIT_NOT_FOUND),
+        (NetApiError(124), cli.EXIT_NET_API),
+        (AuthenticationError("x"), cli.EXIT_AUTH),
+        (HostUnreachableError("x"), cli.EXIT_UNREACHABLE),
+        (HostTimeoutError("x"), cli.EXIT_UNREACHABLE),
+        (RpcFaultError(0x1C010002), cli.EXIT_PROTOCOL),
+        (DecodeError("x"), cli.EXIT_PROTOCOL),
+        (cli_args.UsageError("x"), cli.EXIT_USAGE),
+    ],
+)
+def test_exit_codes(error: Exception, code: int) -> None:
+    assert cli.exit_code_for(error) == code

@@ -424,3 +424,19 @@ def test_delete_of_our_own_session_does_not_list_again(fake: FakeClient) -> None
     assert result.code == 0, result.err
     assert [c for c in fake.calls if c.startswith("enum")] == ["enum None None alice"]
 
+
+def test_delete_needs_a_qualifier_or_all_and_confirmation(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    err = io.StringIO()
+    assert cli.main(["delete", "127.0.0.1:9", "-U", "a%b"], io.StringIO(), err) == cli.EXIT_USAGE
+    assert "--all" in err.getvalue()
+    err = io.StringIO()
+    assert cli.main(["delete", "127.0.0.1:9", "-U", "a%b", "--user", "x"], io.StringIO(), err) == cli.EXIT_USAGE
+    assert "--yes" in err.getvalue()
+
+
+def test_password_never_appears_in_errors() -> None:
+    err = io.StringIO()
+    code = cli.main(["enum", "127.0.0.1:9", "-U", "alice%S3cretPW", "--timeout", "2"], io.StringIO(), err)
+    assert code == cli.EXIT_UNREACHABLE
+    assert "S3cretPW" not in err.getvalue()
