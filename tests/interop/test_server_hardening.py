@@ -222,5 +222,5 @@ def test_pipes_with_unfinished_fragments_are_capped_and_released(start: Callable
         for conn in conns:
             with contextlib.suppress(Exception):
                 conn.close()
-    budget = server._core_config.pipe_budget
+    budget = server.core_config.pipe_budget
     assert wait_until(lambda: budget.used == 0, 10)
