@@ -34,7 +34,7 @@ from typing import Any
 
 from smbsessions.auth import Credentials
 from smbsessions.sweep.pool import run_sweep
-from smbsessions.sweep.records import host_record
+from smbsessions.sweep.records import HostRecord, host_record
 from smbsessions.sweep.runner import SweepConfig
 from smbsessions.sweep.targets import Target
 from tests.peers.samba import ALICE, SambaServer, port_is_free, unavailable_reason
@@ -158,8 +158,8 @@ def run_ours(targets: list[Target], concurrency: int, timeout: float, level: int
                          timeout=timeout, margin=min(1.0, 0.25 + 0.1 * timeout))
     statuses: Counter[str] = Counter()
 
-    def on_record(record: dict[str, Any]) -> None:
-        statuses[record["status"]] += 1
+    def on_record(record: HostRecord) -> None:
+        statuses[record.status] += 1
 
     cpu = _cpu()
     start = time.perf_counter()
@@ -211,7 +211,7 @@ def engine_overhead(count: int = 20000) -> float:
     return (time.perf_counter() - start) / count
 
 
-def instant_probe(target: Target, config: SweepConfig, client: Any) -> dict[str, Any]:
+def instant_probe(target: Target, config: SweepConfig, client: Any) -> HostRecord:
     return host_record(target, "ok-empty", elapsed=0.0)
 
 

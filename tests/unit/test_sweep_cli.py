@@ -21,7 +21,7 @@ from smbsessions.client import SessionClient
 from smbsessions.sweep import cli as sweep_cli
 from smbsessions.sweep import pool
 from smbsessions.sweep.pool import SweepStats
-from smbsessions.sweep.records import CSV_COLUMNS, host_record
+from smbsessions.sweep.records import CSV_COLUMNS, HostRecord, host_record
 from smbsessions.sweep.resume import read_results, trim_partial_line
 from smbsessions.sweep.runner import SweepConfig
 from smbsessions.sweep.targets import Exclusions, Target, TargetSource, expand
@@ -34,7 +34,7 @@ def session(client: str, user: str, own: bool = False) -> dict[str, Any]:
             "active_time": 5, "idle_time": 0, "user_flags": 0, "level": 1, "own_session": own}
 
 
-def fake_probe(target: Target, config: SweepConfig, client: SessionClient | None) -> dict[str, Any]:
+def fake_probe(target: Target, config: SweepConfig, client: SessionClient | None) -> HostRecord:
     """``sN`` hosts answer with sessions (bob's on s1, s2), ``eN`` with none, ``dN`` are unreachable."""
     kind = target.host[0]
     if kind == "s":
@@ -51,7 +51,7 @@ def fake_sweep(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every sweep of the command line uses ``fake_probe`` in-process; returns the hosts probed."""
     probed: list[str] = []
 
-    def probe(target: Target, config: SweepConfig, client: SessionClient | None) -> dict[str, Any]:
+    def probe(target: Target, config: SweepConfig, client: SessionClient | None) -> HostRecord:
         probed.append(target.host)
         return fake_probe(target, config, client)
 
@@ -278,7 +278,7 @@ def test_table_can_show_only_hosts_with_sessions(fake_sweep: list[str]) -> None:
 def test_progress_line_fits_and_tells_unreachable_from_failed() -> None:
     stats = SweepStats(total=1000)
     for status in ["ok"] * 5 + ["unreachable"] * 7 + ["timeout"] * 2 + ["error"] * 3 + ["denied"]:
-        stats.add({"status": status})
+        stats.add(host_record(Target("h", 445), status, elapsed=0.0))
     stats.started -= 30
     progress = sweep_cli.Progress(io.StringIO(), 1000, stats, enabled=True, width=lambda: 200)
     progress.in_flight = lambda: 12
@@ -357,7 +357,7 @@ def test_resume_retries_a_host_whose_csv_record_lost_session_rows(fake_sweep: li
     assert read_results(output, "csv").users["s1:445"] == {"bob", "users1"}
 
 
-def surrogate_probe(target: Target, config: SweepConfig, client: SessionClient | None) -> dict[str, Any]:
+def surrogate_probe(target: Target, config: SweepConfig, client: SessionClient | None) -> HostRecord:
     if target.host == "s2":  # a lone UTF-16 surrogate and terminal escapes, as a hostile server may send
         sessions = [session("10.0.0.7", "bad\ud800name\x1b[31m\u202e")]
         return host_record(target, "ok", elapsed=0.01, level=1, sessions=sessions)

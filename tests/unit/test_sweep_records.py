@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 
 import pytest
 
@@ -19,7 +20,7 @@ from smbsessions.status import (
     TransportError,
     UnsupportedDialectError,
 )
-from smbsessions.sweep.records import RECORD_COLUMNS, classify, host_record
+from smbsessions.sweep.records import CSV_COLUMNS, RECORD_COLUMNS, classify, csv_rows, host_record
 from smbsessions.sweep.statuses import STATUSES
 from smbsessions.sweep.targets import (
     Target,
@@ -70,7 +71,27 @@ def test_record_shape() -> None:
     sessions = [{"client_name": "\\\\10.0.0.5", "user_name": "bob"}, {"client_name": "x", "user_name": "al"},
                 {"client_name": "y", "user_name": "bob"}]
     record = host_record(Target("h", 445), "ok", elapsed=0.123456, level=1, sessions=sessions)
-    assert tuple(record) == RECORD_COLUMNS
-    assert record["users"] == ["al", "bob"] and record["session_count"] == 3
-    assert record["elapsed"] == 0.1235
-    json.dumps(record)
+    assert tuple(record.to_dict()) == RECORD_COLUMNS
+    assert record.users == ["al", "bob"] and record.session_count == 3
+    assert record.elapsed == 0.1235
+    json.dumps(record.to_dict())
+
+
+def test_a_record_is_the_same_json_object_it_always_was_and_crosses_processes() -> None:
+    sessions = [{"client_name": "\\\\c", "user_name": "bob", "own_session": False},
+                {"client_name": "\\\\d", "user_name": "me", "own_session": True}]
+    record = host_record(Target("h", 445), "ok", elapsed=0.123456, level=1, sessions=sessions)
+    assert json.dumps(record.to_dict()) == (
+        '{"host": "h", "port": 445, "status": "ok", "level": 1, "session_count": 1, "users": ["bob"], '
+        '"sessions": [{"client_name": "\\\\\\\\c", "user_name": "bob", "own_session": false}, '
+        '{"client_name": "\\\\\\\\d", "user_name": "me", "own_session": true}], "elapsed": 0.1235, '
+        '"error": null, "code": null, "detail": null, "note": null}'
+    )
+    assert record.key == "h:445" and host_record(Target("::1", 4455), "ok", elapsed=0).key == "[::1]:4455"
+    assert pickle.loads(pickle.dumps(record)) == record  # the worker processes' queue pickles records
+    rows = csv_rows(record)
+    assert [sorted(row) for row in rows] == [sorted(CSV_COLUMNS)] * 2  # the writer orders them
+    assert [row["user_name"] for row in rows] == ["bob", "me"] and rows[0]["session_count"] == 1
+    assert csv_rows(host_record(Target("h", 445), "timeout", elapsed=1)) == [{
+        "host": "h", "port": 445, "status": "timeout", "level": None, "session_count": 0, "elapsed": 1,
+        "error": None, "code": None, "detail": None, "note": None}]

@@ -19,7 +19,7 @@ CREDS = Credentials(username="alice", password="pw")
 
 
 def _line(host: str, port: int, status: str) -> str:
-    return json.dumps(host_record(Target(host, port), status, elapsed=0.1)) + "\n"
+    return json.dumps(host_record(Target(host, port), status, elapsed=0.1).to_dict()) + "\n"
 
 
 def test_read_resume_tolerates_a_truncated_last_line(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 import pytest
 
@@ -13,7 +12,7 @@ from smbsessions.client import SessionClient
 from smbsessions.status import (
     HostTimeoutError,
 )
-from smbsessions.sweep.records import host_record
+from smbsessions.sweep.records import HostRecord, host_record
 from smbsessions.sweep.runner import HostRunner, SweepConfig
 from smbsessions.sweep.targets import (
     Target,
@@ -23,17 +22,17 @@ CREDS = Credentials(username="alice", password="pw")
 
 
 def test_runner_watchdog_ends_a_stuck_host_and_keeps_going() -> None:
-    records: list[dict[str, Any]] = []
+    records: list[HostRecord] = []
     release = threading.Event()
     done = threading.Event()
 
-    def probe(target: Target, config: SweepConfig, client: SessionClient | None) -> dict[str, Any]:
+    def probe(target: Target, config: SweepConfig, client: SessionClient | None) -> HostRecord:
         if target.host == "stuck":
             release.wait(30)
             return host_record(target, "ok", elapsed=0.0)
         return host_record(target, "ok-empty", elapsed=0.0)
 
-    def emit(record: dict[str, Any]) -> None:
+    def emit(record: HostRecord) -> None:
         records.append(record)
         if len(records) == 3:
             done.set()
@@ -46,22 +45,22 @@ def test_runner_watchdog_ends_a_stuck_host_and_keeps_going() -> None:
     finally:
         release.set()
         runner.close()
-    by_host = {r["host"]: r for r in records}
-    assert by_host["stuck"]["status"] == "timeout"
-    assert "watchdog" in by_host["stuck"]["detail"]
-    assert by_host["a"]["status"] == by_host["b"]["status"] == "ok-empty"
+    by_host = {r.host: r for r in records}
+    assert by_host["stuck"].status == "timeout"
+    assert "watchdog" in (by_host["stuck"].detail or "")
+    assert by_host["a"].status == by_host["b"].status == "ok-empty"
     time.sleep(0.1)  # the stuck probe's late answer must be dropped
     assert len(records) == 3
 
 
 def test_runner_turns_a_probe_crash_into_an_error_record() -> None:
-    got: list[dict[str, Any]] = []
+    got: list[HostRecord] = []
     ready = threading.Event()
 
-    def probe(target: Target, config: SweepConfig, client: SessionClient | None) -> dict[str, Any]:
+    def probe(target: Target, config: SweepConfig, client: SessionClient | None) -> HostRecord:
         raise ValueError("bug")
 
-    def emit(record: dict[str, Any]) -> None:
+    def emit(record: HostRecord) -> None:
         got.append(record)
         ready.set()
 
@@ -69,7 +68,7 @@ def test_runner_turns_a_probe_crash_into_an_error_record() -> None:
     runner.submit(Target("h", 1))
     assert ready.wait(5)
     runner.close()
-    assert got[0]["status"] == "error" and got[0]["error"] == "ValueError"
+    assert got[0].status == "error" and got[0].error == "ValueError"
 
 
 def test_an_aborted_client_never_connects() -> None:
@@ -90,10 +89,10 @@ def test_a_host_sending_more_than_the_entry_budget_is_an_error_not_a_memory_hog(
                 self._rpc.receive_bind_ack(pipe.transceive(self._rpc.bind()))
             return self
 
-    records: list[dict[str, Any]] = []
+    records: list[HostRecord] = []
     done = threading.Event()
 
-    def emit(record: dict[str, Any]) -> None:
+    def emit(record: HostRecord) -> None:
         records.append(record)
         done.set()
 
@@ -104,4 +103,4 @@ def test_a_host_sending_more_than_the_entry_budget_is_an_error_not_a_memory_hog(
     assert done.wait(20)
     runner.close()
     (record,) = records
-    assert record["status"] == "error" and "more than 2,000 sessions" in record["detail"]
+    assert record.status == "error" and "more than 2,000 sessions" in (record.detail or "")

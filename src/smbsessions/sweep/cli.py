@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -35,7 +36,7 @@ from ..exitcodes import ExitCode, exit_codes_text
 from ..output import RecordWriter, printable
 from .logon_guard import DEFAULT_MAX_LOGON_FAILURES
 from .pool import SweepStats, run_sweep
-from .records import CSV_COLUMNS, csv_rows
+from .records import CSV_COLUMNS, HostRecord, csv_rows
 from .resume import ResultsFile, read_results, read_resume, trim_partial_line
 from .runner import BYTES_PER_ENTRY, DEFAULT_MAX_ENTRIES, SweepConfig
 from .statuses import ANSWERED, STATUSES, UNREACHABLE_STATUSES, SweepStatus
@@ -48,7 +49,6 @@ from .targets import (
     TargetSource,
     count_targets,
     expand,
-    record_key,
 )
 
 EXIT_OK = ExitCode.OK
@@ -180,15 +180,14 @@ class _TableWriter:
     def _line(host: str, status: str, level: str, count: str, rest: str) -> str:
         return f"{host:<28} {status:<13} {level:<5} {count:<8} {rest}".rstrip()
 
-    def write(self, record: dict[str, Any]) -> None:
-        if self.only_sessions and not record["session_count"]:
+    def write(self, record: HostRecord) -> None:
+        if self.only_sessions and not record.session_count:
             return
-        users = ",".join(record["users"])
-        rest = printable(users if record["status"] == "ok" else (record["note"] or record["detail"] or ""))
-        level = "-" if record["level"] is None else str(record["level"])
+        users = ",".join(record.users)
+        rest = printable(users if record.status == "ok" else (record.note or record.detail or ""))
+        level = "-" if record.level is None else str(record.level)
         self.stream.write(
-            self._line(printable(record_key(record["host"], record["port"])), record["status"], level,
-                       str(record["session_count"]), rest) + "\n"
+            self._line(printable(record.key), record.status, level, str(record.session_count), rest) + "\n"
         )
         self.stream.flush()
 
@@ -202,9 +201,22 @@ class _CsvWriter:
     def __init__(self, stream: IO[str], header: bool) -> None:
         self._writer = RecordWriter(stream, "csv", CSV_COLUMNS, header=header)
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write(self, record: HostRecord) -> None:
         for row in csv_rows(record):
             self._writer.write(row)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class _JsonWriter:
+    """The sweep's JSON Lines (or one JSON array): a record's ``to_dict`` per host."""
+
+    def __init__(self, stream: IO[str], fmt: str) -> None:
+        self._writer = RecordWriter(stream, fmt)
+
+    def write(self, record: HostRecord) -> None:
+        self._writer.write(record.to_dict())
 
     def close(self) -> None:
         self._writer.close()
@@ -423,7 +435,7 @@ def cmd_sweep(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     stream, close_stream = _open_output(args, out)
     writer: Any
     if args.format in ("jsonl", "json"):
-        writer = RecordWriter(stream, args.format)
+        writer = _JsonWriter(stream, args.format)
     elif args.format == "csv":
         writer = _CsvWriter(stream, header=stream.tell() == 0 if args.output else True)
     else:
@@ -435,14 +447,14 @@ def cmd_sweep(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     shared_terminal = progress.enabled and not args.output and _isatty(out)
     run = _Run()
 
-    def on_record(record: dict[str, Any]) -> None:
+    def on_record(record: HostRecord) -> None:
         if shared_terminal:
             progress.clear()
         _write_record(writer, record, run, err, progress)
-        if args.user and record["status"] == "ok":
+        if args.user and record.status == "ok":
             run.found_count += 1
             if len(run.found) < MAX_LISTED_HOSTS:
-                run.found.append(record_key(record["host"], record["port"]))
+                run.found.append(record.key)
         progress.tick()
 
     write_error: OutputWriteError | None = None
@@ -487,7 +499,7 @@ def cmd_sweep(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
-def _write_record(writer: Any, record: dict[str, Any], run: _Run, err: IO[str], progress: Progress) -> None:
+def _write_record(writer: Any, record: HostRecord, run: _Run, err: IO[str], progress: Progress) -> None:
     """Write one record; a record that cannot be encoded is reported and replaced by a
     record without its sessions, so one hostile name never stops the sweep."""
     try:
@@ -498,15 +510,14 @@ def _write_record(writer: Any, record: dict[str, Any], run: _Run, err: IO[str], 
         raise OutputWriteError(exc) from None
     except (ValueError, TypeError) as exc:  # UnicodeEncodeError is a ValueError
         run.unwritable += 1
-        key = printable(record_key(str(record.get("host")), int(record.get("port") or 0)))
+        key = printable(record.key)
         progress.clear()
         err.write(f"smbsessions sweep: cannot write the record of {key} ({type(exc).__name__}); "
                   "writing it without its sessions\n")
-        replacement = dict(record)
-        replacement.update(
-            status="error", sessions=[], users=[], session_count=0, error="RecordNotWritable",
+        replacement = dataclasses.replace(
+            record, status="error", sessions=[], users=[], session_count=0, error="RecordNotWritable",
             code=None, detail=f"the record could not be written ({type(exc).__name__}): "
-            f"was {record.get('status')!s} with {record.get('session_count')} session(s)",
+            f"was {record.status!s} with {record.session_count} session(s)",
             note=None,
         )
         try:

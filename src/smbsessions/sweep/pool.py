@@ -23,10 +23,10 @@ from typing import IO, Any, cast
 
 from .. import logsetup
 from .logon_guard import LogonGuard
-from .records import host_record
+from .records import HostRecord, host_record
 from .runner import Emit, HostRunner, Probe, SweepConfig, probe_host
 from .statuses import ANSWERED, WORKER_DIED
-from .targets import Target, record_key
+from .targets import Target
 
 
 @dataclass
@@ -47,9 +47,9 @@ class SweepStats:
     def logon_stopped(self) -> bool:
         return self.logon_guard is not None and self.logon_guard.stopped
 
-    def add(self, record: dict[str, Any]) -> None:
+    def add(self, record: HostRecord) -> None:
         self.done += 1
-        status = record["status"]
+        status = record.status
         self.by_status[status] = self.by_status.get(status, 0) + 1
 
     @property
@@ -97,7 +97,7 @@ def _worker_main(
         # its log lines go to the parent, which writes them (clearing its progress line).
         logsetup.configure_logging(verbosity, cast(IO[str], _LogLines(results)))
 
-    def emit(record: dict[str, Any]) -> None:
+    def emit(record: HostRecord) -> None:
         # After an interrupt the queue may already be closed: nothing is waiting then.
         with contextlib.suppress(ValueError):
             results.put((index, record))
@@ -262,7 +262,7 @@ def _deliver(
     if index == _LOG_LINE:
         logsetup.write_line(str(record))
         return
-    key = record_key(record["host"], record["port"])
+    key = record.key
     if workers[index].outstanding.pop(key, None) is None:
         return  # already written (e.g. by the backstop): never two records for one host
     stats.add(record)

@@ -1,12 +1,13 @@
 """One record per swept host: what an outcome means, and the record's JSON and CSV shapes.
 
 ``classify`` maps an exception to a status (see ``statuses``); ``host_record``
-builds the record whose keys are ``RECORD_COLUMNS``; ``csv_rows`` flattens it to
-one CSV row per session (``CSV_COLUMNS``).
+builds a ``HostRecord``, whose ``to_dict`` is the JSON object (``RECORD_COLUMNS``);
+``csv_rows`` flattens it to one CSV row per session (``CSV_COLUMNS``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from typing import Any, NamedTuple
 
 from ..status import (
@@ -23,22 +24,46 @@ from ..status import (
 )
 from .logon_guard import LogonNotAttempted
 from .statuses import ANSWERED
-from .targets import Target
+from .targets import Target, record_key
 
-RECORD_COLUMNS: tuple[str, ...] = (
-    "host",
-    "port",
-    "status",
-    "level",
-    "session_count",
-    "users",
-    "sessions",
-    "elapsed",
-    "error",
-    "code",
-    "detail",
-    "note",
-)
+
+@dataclass(slots=True)
+class HostRecord:
+    """The outcome of one host. ``to_dict`` is its JSON object, keys in ``RECORD_COLUMNS`` order
+    (the field order); the same record crosses the worker processes' queue (pickled)."""
+
+    host: str
+    port: int
+    status: str
+    """A ``SweepStatus`` value."""
+    level: int | None
+    """The level that answered (also when the qualifier matched nothing); None otherwise."""
+    session_count: int
+    """Sessions listed, our own enumerating session left out."""
+    users: list[str]
+    """User names with sessions, sorted, our own session left out."""
+    sessions: list[dict[str, Any]]
+    """Every session listed, as ``Session.to_dict`` (pywin32 keys)."""
+    elapsed: float
+    error: str | None
+    """The symbolic name of what failed (``ERROR_ACCESS_DENIED``, ``STATUS_LOGON_FAILURE``...)."""
+    code: int | None
+    """Its number (NET_API_STATUS, NTSTATUS or DCE/RPC fault code)."""
+    detail: str | None
+    note: str | None
+
+    @property
+    def key(self) -> str:
+        """``host:port`` (``[v6]:port``), as ``--resume`` compares them."""
+        return record_key(self.host, self.port)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as written to JSON (keys: ``RECORD_COLUMNS``)."""
+        return {name: getattr(self, name) for name in RECORD_COLUMNS}
+
+
+RECORD_COLUMNS: tuple[str, ...] = tuple(column.name for column in fields(HostRecord))
+"""The keys of a record's JSON object, in order."""
 
 
 class Classified(NamedTuple):
@@ -104,29 +129,29 @@ def host_record(
     code: int | None = None,
     detail: str | None = None,
     note: str | None = None,
-) -> dict[str, Any]:
-    """The record of one host (keys: ``RECORD_COLUMNS``)."""
+) -> HostRecord:
+    """The record of one host."""
     listed = sessions or []
     # Our own enumerating session is listed (marked) but neither counted nor a user found.
     others = [s for s in listed if not s.get("own_session")]
     users = sorted({s["user_name"] for s in others if s.get("user_name")})
-    return {
-        "host": target.host,
-        "port": target.port,
-        "status": status,
-        "level": level,
-        "session_count": len(others),
-        "users": users,
-        "sessions": listed,
-        "elapsed": round(elapsed, 4),
-        "error": error,
-        "code": code,
-        "detail": detail or None,
-        "note": note,
-    }
+    return HostRecord(
+        host=target.host,
+        port=target.port,
+        status=status,
+        level=level,
+        session_count=len(others),
+        users=users,
+        sessions=listed,
+        elapsed=round(elapsed, 4),
+        error=error,
+        code=code,
+        detail=detail or None,
+        note=note,
+    )
 
 
-def failure_record(target: Target, exc: BaseException, elapsed: float) -> dict[str, Any]:
+def failure_record(target: Target, exc: BaseException, elapsed: float) -> HostRecord:
     found = classify(exc)
     # A refusal after a level answered (the hunted user not found) still says which level.
     attempts = exc.attempts if isinstance(exc, NetApiError) else []
@@ -164,10 +189,9 @@ CSV_COLUMNS: tuple[str, ...] = (
 without sessions; the host's columns repeat on each of its rows."""
 
 
-def csv_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+def csv_rows(record: HostRecord) -> list[dict[str, Any]]:
     """A host record as its CSV rows (see ``CSV_COLUMNS``)."""
-    base = {k: v for k, v in record.items() if k not in ("users", "sessions")}
-    sessions = record.get("sessions") or []
-    if not sessions:
+    base = {k: v for k, v in record.to_dict().items() if k not in ("users", "sessions")}
+    if not record.sessions:
         return [base]
-    return [{**base, **{k: session.get(k) for k in SESSION_FIELDS}} for session in sessions]
+    return [{**base, **{k: session.get(k) for k in SESSION_FIELDS}} for session in record.sessions]

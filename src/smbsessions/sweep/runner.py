@@ -22,7 +22,7 @@ from ..auth import Credentials
 from ..client import SessionClient
 from ..levels import U32_MAX
 from .logon_guard import DEFAULT_MAX_LOGON_FAILURES, LogonGuard
-from .records import failure_record, host_record
+from .records import HostRecord, failure_record, host_record
 from .targets import Target
 
 log = logging.getLogger("smbsessions.sweep")
@@ -71,7 +71,7 @@ class SweepConfig:
             raise ValueError("margin must not be negative")
 
 
-def probe_host(target: Target, config: SweepConfig, client: SessionClient | None = None) -> dict[str, Any]:
+def probe_host(target: Target, config: SweepConfig, client: SessionClient | None = None) -> HostRecord:
     """Enumerate one host and return its record; never raises for the host's failures."""
     start = time.monotonic()
     if client is None:
@@ -92,7 +92,7 @@ def probe_host(target: Target, config: SweepConfig, client: SessionClient | None
             sessions = [_session_record(session.to_dict()) for session in result]
     except Exception as exc:
         record = failure_record(target, exc, time.monotonic() - start)
-        log.debug("%s: %s in %.2f s (%s)", target.key, record["status"], record["elapsed"], record["detail"])
+        log.debug("%s: %s in %.2f s (%s)", target.key, record.status, record.elapsed, record.detail)
         return record
     note = "the server ignored the qualifiers; they were applied locally" if result.filtered_locally else None
     record = host_record(
@@ -103,8 +103,8 @@ def probe_host(target: Target, config: SweepConfig, client: SessionClient | None
         sessions=sessions,
         note=note,
     )
-    log.debug("%s: %s in %.2f s, level %s, %d session(s)", target.key, record["status"], record["elapsed"],
-              record["level"], len(sessions))
+    log.debug("%s: %s in %.2f s, level %s, %d session(s)", target.key, record.status, record.elapsed,
+              record.level, len(sessions))
     return record
 
 
@@ -124,8 +124,8 @@ def _host_deadline(config: SweepConfig, now: float) -> float:
     return max(deadline, now + 0.05)
 
 
-Emit = Callable[[dict[str, Any]], None]
-Probe = Callable[[Target, SweepConfig, SessionClient | None], dict[str, Any]]
+Emit = Callable[[HostRecord], None]
+Probe = Callable[[Target, SweepConfig, SessionClient | None], HostRecord]
 
 
 _DEADLINE_DETAIL = "still running when the sweep deadline ran out"
@@ -247,9 +247,9 @@ class HostRunner:
             record = self._probe(target, config, client)
         except BaseException as exc:  # a bug in probe must still yield a record
             record = failure_record(target, exc, time.monotonic() - now)
-        if by_deadline and record["status"] == "timeout":
+        if by_deadline and record.status == "timeout":
             # The call timeout was shortened to the sweep deadline: say which limit ended it.
-            record["detail"] = f"{_DEADLINE_DETAIL} ({record['detail']})"
+            record.detail = f"{_DEADLINE_DETAIL} ({record.detail})"
         with self._lock:
             mine = not running.finished
             running.finished = True

@@ -1,6 +1,6 @@
 """One poll round: the sweep over the targets, each host's record turned into a ``HostPoll``.
 
-A round is exactly a sweep (``sweep.run_sweep``): same authentication,
+A round is exactly a sweep (``sweep.pool.run_sweep``): same authentication,
 statuses, per-host timeout, watchdog and worker processes. This module only
 translates its records for the tracker, and recognises the poll's own session.
 """
@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ..sweep.pool import SweepStats, run_sweep
+from ..sweep.records import HostRecord
 from ..sweep.runner import SweepConfig
 from ..sweep.targets import Target, record_key
 from .diffing import HostPoll, Observed
@@ -110,11 +111,11 @@ def run_round(
     """Poll every target once (one sweep); ``on_poll`` gets each host's poll as it finishes."""
     account = config.credentials.username or ""
 
-    def on_record(record: dict[str, Any]) -> None:
+    def on_record(record: HostRecord) -> None:
         try:
-            poll = record_to_poll(record, clock(), account)
+            poll = record_to_poll(record.to_dict(), clock(), account)
         except Exception as exc:  # one bad record must never stop a round
-            poll = HostPoll(record_key(str(record.get("host")), int(record.get("port") or 0)), clock(),
+            poll = HostPoll(record.key, clock(),
                             "error", detail=f"unreadable record: {type(exc).__name__}")
         on_poll(poll)
 
