@@ -35,7 +35,7 @@ OTHER_INTERFACE = SyntaxId(uuid.UUID("12345778-1234-abcd-ef00-0123456789ac"), 1,
 def bind_pdu(contexts: tuple[ContextElement, ...], call_id: int = 1, max_recv: int = 4280,
              ptype: int = PType.BIND) -> bytes:
     body = dcerpc.encode_bind(Bind(4280, max_recv, 0, contexts))
-    return dcerpc._pdu(ptype, dcerpc.PFC_FIRST_FRAG | dcerpc.PFC_LAST_FRAG, call_id, body)
+    return dcerpc.encode_pdu(ptype, dcerpc.PFC_FIRST_FRAG | dcerpc.PFC_LAST_FRAG, call_id, body)
 
 
 def iter_pdus(chunks: list[bytes]) -> list[dcerpc.Pdu]:
@@ -232,7 +232,7 @@ def test_unknown_interface_rejected_and_client_raises() -> None:
 def test_garbled_bind_gets_bind_nak_and_client_raises() -> None:
     server = RpcServerConnection()
     raw_bind = RpcClientConnection().bind()
-    server.receive_data(dcerpc._pdu(PType.BIND, 3, 1, b"\x01\x02"))
+    server.receive_data(dcerpc.encode_pdu(PType.BIND, 3, 1, b"\x01\x02"))
     nak = server.next_pdu()
     assert nak is not None
     pdu = dcerpc.parse_pdu(nak)
@@ -445,7 +445,7 @@ def test_client_receive_errors() -> None:
 def test_ignored_pdu_types_get_no_answer() -> None:
     _, server = bound_pair()
     for ptype in (PType.AUTH3, PType.CO_CANCEL, PType.ORPHANED, PType.SHUTDOWN, PType.RESPONSE):
-        assert server.receive_data(dcerpc._pdu(ptype, 3, 9, b"\0" * 8)) == []
+        assert server.receive_data(dcerpc.encode_pdu(ptype, 3, 9, b"\0" * 8)) == []
     assert drain(server) == []
 
 

@@ -210,7 +210,7 @@ def test_spnego_wrapped_ntlm_with_alter_context_third_leg() -> None:
     token = client.step(ack.auth_value) or b""
     body = dcerpc.encode_bind(Bind(4280, 4280, 0, (ContextElement(0, SRVSVC, (NDR20,)),)))
     trailer = SecTrailer(AuthType.GSS_NEGOTIATE, level, 0, 7)
-    endpoint.write(dcerpc._pdu_with_auth(PType.ALTER_CONTEXT, 3, 2, body, trailer, token))
+    endpoint.write(dcerpc.encode_pdu_with_auth(PType.ALTER_CONTEXT, 3, 2, body, trailer, token))
     resp = parse_pdu(read_message(endpoint))
     assert resp.ptype == PType.ALTER_CONTEXT_RESP
     if resp.auth_value:
@@ -268,7 +268,7 @@ def test_anonymous_ntlm_is_an_anonymous_caller_at_connect_and_refused_when_signi
     anonymous = ntlm.build_authenticate(0xE2088297, lm_response=b"\0", nt_response=b"", domain=b"", user=b"",
                                         workstation=b"", encrypted_random_session_key=b"")
     trailer = SecTrailer(AuthType.WINNT, level, 0, 7)
-    endpoint.write(dcerpc._pdu_with_auth(PType.AUTH3, 3, 2, b"\0" * 4, trailer, anonymous))
+    endpoint.write(dcerpc.encode_pdu_with_auth(PType.AUTH3, 3, 2, b"\0" * 4, trailer, anonymous))
     plain = dcerpc.fragment(PType.REQUEST, 3, 0, encode_enum_request(EnumRequest(0)), 4280, 12)[0]
     endpoint.write(plain)
     pdu = parse_pdu(read_message(endpoint))
@@ -284,7 +284,7 @@ def test_client_needs_an_ntlm_account() -> None:
         NtlmRpcInitiator(Credentials(anonymous=True))
     with pytest.raises(ProtocolError):
         AuthHarness(ALICE, AuthLevel.PKT_INTEGRITY).rpc.receive_bind_ack(
-            dcerpc._pdu(PType.BIND_ACK, 3, 1, dcerpc.encode_bind_ack(dcerpc.BindAck(4280, 4280, 1, "", ()))))
+            dcerpc.encode_pdu(PType.BIND_ACK, 3, 1, dcerpc.encode_bind_ack(dcerpc.BindAck(4280, 4280, 1, "", ()))))
 
 
 _ = SessionInfo  # re-exported fixtures use it
@@ -346,7 +346,7 @@ def test_random_auth_legs_never_raise(auth_type: int, level: int, token: bytes,
     body = dcerpc.encode_bind(Bind(4280, 4280, 0, (ContextElement(0, SRVSVC, (NDR20,)),)))
     for ptype, leg in legs:
         leg_body = b"\0" * 4 if ptype == PType.AUTH3 else body
-        endpoint.write(dcerpc._pdu_with_auth(ptype, 3, 2, leg_body, SecTrailer(auth_type, level, 0, 7), leg))
+        endpoint.write(dcerpc.encode_pdu_with_auth(ptype, 3, 2, leg_body, SecTrailer(auth_type, level, 0, 7), leg))
     endpoint.write(dcerpc.fragment(PType.REQUEST, 9, 0, encode_enum_request(EnumRequest(0)), 4280, 12)[0])
     for _ in range(20):
         message = read_message(endpoint)
@@ -364,7 +364,7 @@ def test_raw_ntlm_third_leg_in_an_alter_context_gets_a_plain_alter_context_resp(
     authenticate = initiator.step(ack.auth_value) or b""
     body = dcerpc.encode_bind(Bind(4280, 4280, 0, (ContextElement(0, SRVSVC, (NDR20,)),)))
     trailer = SecTrailer(AuthType.WINNT, AuthLevel.PKT_INTEGRITY, 0, 7)
-    endpoint.write(dcerpc._pdu_with_auth(PType.ALTER_CONTEXT, 3, 2, body, trailer, authenticate))
+    endpoint.write(dcerpc.encode_pdu_with_auth(PType.ALTER_CONTEXT, 3, 2, body, trailer, authenticate))
     resp = parse_pdu(read_message(endpoint))
     assert resp.ptype == PType.ALTER_CONTEXT_RESP and resp.auth_length == 0
     security = initiator.packet_security()
