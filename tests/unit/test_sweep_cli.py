@@ -18,8 +18,10 @@ import pytest
 from smbsessions import logsetup
 from smbsessions.cli import main
 from smbsessions.client import SessionClient
+from smbsessions.output import RecordWriter
 from smbsessions.sweep import cli as sweep_cli
 from smbsessions.sweep import pool
+from smbsessions.sweep.display import Progress
 from smbsessions.sweep.pool import SweepStats
 from smbsessions.sweep.records import CSV_COLUMNS, HostRecord, host_record
 from smbsessions.sweep.resume import read_results, trim_partial_line
@@ -193,14 +195,14 @@ def test_disk_full_on_a_small_tmpfs(tmp_path: Path) -> None:
 def test_a_record_that_cannot_be_written_does_not_stop_the_sweep(
     fake_sweep: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_write = sweep_cli.RecordWriter.write
+    real_write = RecordWriter.write
 
     def write(self: Any, record: dict[str, Any]) -> None:
         if record["host"] == "s2" and record["sessions"]:
             raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
         real_write(self, record)
 
-    monkeypatch.setattr(sweep_cli.RecordWriter, "write", write)
+    monkeypatch.setattr(RecordWriter, "write", write)
     output = tmp_path / "out.jsonl"
     code, _, err = run_cli("s1", "s2", "s3", "-o", str(output))
     records = {r["host"]: r for r in lines(output)}
@@ -280,13 +282,13 @@ def test_progress_line_fits_and_tells_unreachable_from_failed() -> None:
     for status in ["ok"] * 5 + ["unreachable"] * 7 + ["timeout"] * 2 + ["error"] * 3 + ["denied"]:
         stats.add(host_record(Target("h", 445), status, elapsed=0.0))
     stats.started -= 30
-    progress = sweep_cli.Progress(io.StringIO(), 1000, stats, enabled=True, width=lambda: 200)
+    progress = Progress(io.StringIO(), 1000, stats, enabled=True, width=lambda: 200)
     progress.in_flight = lambda: 12
     line = progress.line()
     assert "18/1000 hosts" in line and "0:30" in line and "ETA " in line and "in flight 12" in line
     assert "unreachable 9" in line and "failed 3" in line and "denied 1" in line
     for width in (20, 40, 60, 80):
-        narrow = sweep_cli.Progress(io.StringIO(), 1000, stats, enabled=True, width=lambda w=width: w)
+        narrow = Progress(io.StringIO(), 1000, stats, enabled=True, width=lambda w=width: w)
         assert len(narrow.line()) < width
 
 
@@ -464,3 +466,10 @@ def test_cli_sweeps_a_closed_port_and_reports(tmp_path: Path) -> None:
     record = json.loads(output.read_text())
     assert record["status"] == "unreachable" and record["port"] == port
     assert "0 of 1 hosts expose sessions" in err and "unreachable 1" in err
+
+
+def test_the_sweep_command_does_not_import_the_root_cli() -> None:
+    # The root CLI imports the sweep's parser; importing it back would be a cycle.
+    code = "import sys, smbsessions.sweep.cli; print('smbsessions.cli' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert run.stdout.strip() == "False"

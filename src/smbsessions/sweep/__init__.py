@@ -9,7 +9,8 @@ One module per concern, in the order the data flows:
 * ``pool``: worker processes, dispatch, log forwarding (``run_sweep``);
 * ``logon_guard``: stop logging on after refusals in a row (account lockout);
 * ``resume``: output files read back (``--resume``, whole-file summary);
-* ``cli``: the ``sweep`` command (arguments, output, progress line, summary).
+* ``display``: the output writers (JSON Lines, CSV, table) and the progress line;
+* ``cli``: the ``sweep`` command (arguments, output file, summary).
 
 This package's ``__init__`` imports nothing, so ``smbsessions sweep --help`` and
 the client's use of ``logon_guard`` load no more than they need.

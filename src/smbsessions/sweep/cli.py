@@ -1,8 +1,9 @@
 """``smbsessions sweep``: enumerate sessions on many hosts, one record per host.
 
-The command-line shell around the sweep engine (``pool.run_sweep``): argument wiring, the
-output file (streamed, flushed per host, appended to by ``--resume``), the
-progress line on a terminal and the closing summary.
+The command-line shell around the sweep engine (``pool.run_sweep``): argument
+wiring, the output file (streamed, flushed per host, appended to by ``--resume``;
+the writers and the progress line live in ``display``) and the closing summary.
+It imports the shared options from ``cli_args``, never the root ``cli``.
 """
 
 from __future__ import annotations
@@ -11,13 +12,11 @@ import argparse
 import contextlib
 import dataclasses
 import os
-import shutil
 import signal
-import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import IO, Any
@@ -33,13 +32,14 @@ from ..cli_args import (
     positive_seconds,
 )
 from ..exitcodes import ExitCode, exit_codes_text
-from ..output import RecordWriter, printable
+from ..output import printable
+from .display import CsvWriter, JsonWriter, OutputWriteError, Progress, TableWriter
 from .logon_guard import DEFAULT_MAX_LOGON_FAILURES
 from .pool import SweepStats, run_sweep
-from .records import CSV_COLUMNS, HostRecord, csv_rows
+from .records import HostRecord
 from .resume import ResultsFile, read_results, read_resume, trim_partial_line
 from .runner import BYTES_PER_ENTRY, DEFAULT_MAX_ENTRIES, SweepConfig
-from .statuses import ANSWERED, STATUSES, UNREACHABLE_STATUSES, SweepStatus
+from .statuses import ANSWERED, STATUSES, SweepStatus
 from .targets import (
     DEFAULT_MAX_RANGE,
     DEFAULT_PORT,
@@ -160,156 +160,6 @@ def add_parser(commands: Any) -> None:
                        help="log on to every host whatever earlier hosts answered (local accounts "
                             "that differ per host); risks locking a domain account out")
     parser.set_defaults(handler=cmd_sweep)
-
-
-# --------------------------------------------------------------------------- output
-
-
-class _TableWriter:
-    """One fixed-width line per host, as it finishes (``only_sessions``: hosts with sessions only)."""
-
-    HEADER = ("HOST", "STATUS", "LEVEL", "SESSIONS", "USERS / DETAIL")
-
-    def __init__(self, stream: IO[str], only_sessions: bool = False) -> None:
-        self.stream = stream
-        self.only_sessions = only_sessions
-        self.stream.write(self._line(*self.HEADER) + "\n")
-        self.stream.flush()
-
-    @staticmethod
-    def _line(host: str, status: str, level: str, count: str, rest: str) -> str:
-        return f"{host:<28} {status:<13} {level:<5} {count:<8} {rest}".rstrip()
-
-    def write(self, record: HostRecord) -> None:
-        if self.only_sessions and not record.session_count:
-            return
-        users = ",".join(record.users)
-        rest = printable(users if record.status == "ok" else (record.note or record.detail or ""))
-        level = "-" if record.level is None else str(record.level)
-        self.stream.write(
-            self._line(printable(record.key), record.status, level, str(record.session_count), rest) + "\n"
-        )
-        self.stream.flush()
-
-    def close(self) -> None:
-        self.stream.flush()
-
-
-class _CsvWriter:
-    """The sweep's CSV: one row per session, one row for a host without (``CSV_COLUMNS``)."""
-
-    def __init__(self, stream: IO[str], header: bool) -> None:
-        self._writer = RecordWriter(stream, "csv", CSV_COLUMNS, header=header)
-
-    def write(self, record: HostRecord) -> None:
-        for row in csv_rows(record):
-            self._writer.write(row)
-
-    def close(self) -> None:
-        self._writer.close()
-
-
-class _JsonWriter:
-    """The sweep's JSON Lines (or one JSON array): a record's ``to_dict`` per host."""
-
-    def __init__(self, stream: IO[str], fmt: str) -> None:
-        self._writer = RecordWriter(stream, fmt)
-
-    def write(self, record: HostRecord) -> None:
-        self._writer.write(record.to_dict())
-
-    def close(self) -> None:
-        self._writer.close()
-
-
-class OutputWriteError(Exception):
-    """The output file cannot be written (disk full, I/O error): the sweep stops."""
-
-    def __init__(self, exc: OSError) -> None:
-        self.reason = exc.strerror or str(exc)
-        super().__init__(self.reason)
-
-
-# --------------------------------------------------------------------------- progress
-
-
-class Progress:
-    """A progress line on stderr, redrawn in place at most every 0.1 s; silent when not a TTY.
-
-    It fits the terminal's width, and shows elapsed time, an ETA, the hosts in flight,
-    and unreachable hosts (normal in a range) apart from real failures.
-    """
-
-    def __init__(self, err: IO[str], total: int | None, stats: SweepStats, enabled: bool,
-                 width: Callable[[], int] | None = None) -> None:
-        self.err = err
-        self.total = total
-        self.stats = stats
-        self.enabled = enabled
-        self.in_flight: Callable[[], int] = lambda: 0
-        self._width = width or (lambda: shutil.get_terminal_size((80, 24)).columns)
-        self._last = 0.0
-        self._shown = False
-        self._lock = threading.Lock()
-
-    def line(self) -> str:
-        """The progress text, cut to the terminal width."""
-        stats = self.stats
-        by = stats.by_status
-        answered = sum(by.get(s, 0) for s in ANSWERED)
-        unreachable = sum(by.get(s, 0) for s in UNREACHABLE_STATUSES)
-        denied = by.get("denied", 0)
-        failed = stats.done - answered - unreachable - denied
-        elapsed = stats.elapsed
-        rate = stats.done / elapsed if elapsed > 0 else 0.0
-        total = "?" if self.total is None else str(self.total)
-        eta = ""
-        if self.total is not None and rate > 0 and stats.done < self.total:
-            eta = f"  ETA {_clock((self.total - stats.done) / rate)}"
-        parts = [
-            f"{stats.done}/{total} hosts",
-            f"{_clock(elapsed)}{eta}",
-            f"in flight {self.in_flight()}",
-            f"ok {answered}",
-            f"denied {denied}",
-            f"unreachable {unreachable}",
-            f"failed {failed}",
-            f"{rate:.1f}/s",
-        ]
-        width = max(10, self._width() - 1)
-        text = ""
-        for part in parts:
-            candidate = f"{text}  {part}" if text else part
-            if len(candidate) > width:
-                break
-            text = candidate
-        return text[:width]
-
-    def tick(self, force: bool = False) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if not force and now - self._last < 0.1:
-            return
-        self._last = now
-        with self._lock:
-            self.err.write("\r\x1b[K" + self.line())
-            self.err.flush()
-            self._shown = True
-
-    def clear(self) -> None:
-        with self._lock:
-            if self._shown:
-                self.err.write("\r\x1b[K")
-                self.err.flush()
-                self._shown = False
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 # --------------------------------------------------------------------------- command
@@ -435,11 +285,11 @@ def cmd_sweep(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     stream, close_stream = _open_output(args, out)
     writer: Any
     if args.format in ("jsonl", "json"):
-        writer = _JsonWriter(stream, args.format)
+        writer = JsonWriter(stream, args.format)
     elif args.format == "csv":
-        writer = _CsvWriter(stream, header=stream.tell() == 0 if args.output else True)
+        writer = CsvWriter(stream, header=stream.tell() == 0 if args.output else True)
     else:
-        writer = _TableWriter(stream, args.only_sessions)
+        writer = TableWriter(stream, args.only_sessions)
 
     stats = SweepStats(total=total)
     progress = Progress(err, total, stats, enabled=_isatty(err))
@@ -597,9 +447,3 @@ def _found(err: IO[str], user: str, hosts: list[str], more: int = 0) -> None:
         err.write(f"user {name!r} found on {len(shown) + more} host(s): {', '.join(shown)}{tail}\n")
     else:
         err.write(f"user {name!r} found on no host\n")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    from ..cli import main
-
-    sys.exit(main(["sweep", *sys.argv[1:]]))
