@@ -17,7 +17,7 @@ Measured in the same run, per round over the same targets and the same churn:
 * ``history --user X`` on a store of 1,000,000 recorded sessions (rows generated directly);
 * memory (RSS) of a watcher over ``--memory-rounds`` rounds.
 
-``python bench/bench_watch.py`` (as root; PostgreSQL from scripts/install-peers.sh).
+``python -m bench.bench_watch`` (as root; PostgreSQL from scripts/install-peers.sh).
 """
 
 from __future__ import annotations
@@ -38,22 +38,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tests"))
-
-from interop.postgres import PostgresServer, start_postgres  # noqa: E402
-from interop.postgres import unavailable_reason as pg_unavailable  # noqa: E402
-from smbsessions.auth import Credentials  # noqa: E402
-from smbsessions.levels import SessionInfo  # noqa: E402
-from smbsessions.sweep.runner import SweepConfig  # noqa: E402
-from smbsessions.sweep.targets import Target  # noqa: E402
-from smbsessions.watch import history  # noqa: E402
-from smbsessions.watch.diffing import HostPoll  # noqa: E402
-from smbsessions.watch.events import Event  # noqa: E402
-from smbsessions.watch.poll import run_round  # noqa: E402
-from smbsessions.watch.store import Store, sessions_table  # noqa: E402
-from smbsessions.watch.watcher import RoundResult, Watcher  # noqa: E402
+from smbsessions.auth import Credentials
+from smbsessions.levels import SessionInfo
+from smbsessions.sweep.runner import SweepConfig
+from smbsessions.sweep.targets import Target
+from smbsessions.watch import history
+from smbsessions.watch.diffing import HostPoll
+from smbsessions.watch.events import Event
+from smbsessions.watch.poll import run_round
+from smbsessions.watch.schema import sessions_table
+from smbsessions.watch.store import Store
+from smbsessions.watch.watcher import RoundResult, Watcher
+from tests.peers.postgres import PostgresServer, start_postgres
+from tests.peers.postgres import unavailable_reason as pg_unavailable
 
 NETNS_FLAG = "SMBSESSIONS_BENCH_NETNS"
 ADMIN = ("alice", "alicepw")

@@ -40,11 +40,11 @@ from smbsessions.watch.events import HOST_STATUS, LOGOFF, LOGON, Event, HostStat
 from smbsessions.watch.store import Store, display_url, store_url
 from smbsessions.watch.watcher import Watcher
 
+from ..peers.holders import SessionHolder
+from ..peers.ourserver import ADMIN, USER, decoy_sessions, running_server, write_sessions_file
+from ..peers.postgres import PostgresServer, postgres_server  # noqa: F401 - the fixture
+from ..peers.samba import SambaServer
 from .conftest import interop_ports
-from .holders import SessionHolder
-from .ourserver import ADMIN, USER, decoy_sessions, running_server, write_sessions_file
-from .postgres import PostgresServer, postgres_server  # noqa: F401 - the fixture
-from .samba import SambaServer
 
 ALICE = Credentials(username=ADMIN[0], password=ADMIN[1])
 BOB = (USER[0], USER[1])

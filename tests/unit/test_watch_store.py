@@ -19,15 +19,8 @@ from smbsessions.watch.diffing import HostPoll, Observed, SessionTracker
 from smbsessions.watch.events import HostStatusEvent, SessionEvent, event_dict, event_line
 from smbsessions.watch.pending import PendingWrites
 from smbsessions.watch.poll import own_session_indexes, record_to_poll, storable
-from smbsessions.watch.store import (
-    SCHEMA_VERSION,
-    Store,
-    StoreError,
-    StoreUnavailable,
-    display_url,
-    meta_table,
-    store_url,
-)
+from smbsessions.watch.schema import SCHEMA_VERSION, meta_table
+from smbsessions.watch.store import Store, StoreError, StoreUnavailable, display_url, store_url
 
 T0 = 1_800_000_000.0
 

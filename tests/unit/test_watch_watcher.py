@@ -22,14 +22,8 @@ from smbsessions.sweep.targets import Target
 from smbsessions.watch.diffing import HostPoll, Observed
 from smbsessions.watch.events import LOGOFF, LOGON, Event
 from smbsessions.watch.metrics import WatchMetrics, parse_listen
-from smbsessions.watch.store import (
-    SCHEMA_VERSION,
-    LeaseError,
-    Store,
-    hosts_table,
-    metadata,
-    watchers_table,
-)
+from smbsessions.watch.schema import SCHEMA_VERSION, hosts_table, metadata, watchers_table
+from smbsessions.watch.store import LeaseError, Store
 from smbsessions.watch.watcher import StoreLossError, Watcher
 
 T0 = 1_800_000_000.0

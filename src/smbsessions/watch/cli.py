@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import IO, Any
 
-from ..cli import (
+from ..cli_args import (
     UsageError,
     add_auth_arguments,
     credentials_from_args,
@@ -407,7 +407,8 @@ def _when(option: str, text: str | None, now: float) -> float | None:
 
 def cmd_history(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     from . import history
-    from .store import Store, StoreError, sessions_table
+    from .schema import sessions_table
+    from .store import Store, StoreError
 
     now = time.time()
     if args.at is not None and (args.since or args.until or args.current):

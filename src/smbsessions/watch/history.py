@@ -23,11 +23,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..auth import parse_host_port
+from ..addresses import parse_host_port
 from ..rules import canonical_client_name
 from ..sweep.targets import record_key
 from .events import iso_time
-from .store import Store, host_events_table, hosts_table, sessions_table
+from .schema import host_events_table, hosts_table, sessions_table
+from .store import Store
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
