@@ -14,6 +14,7 @@ Each gets its own exception type, all deriving from ``SmbSessionsError``.
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import TypeVar
 
 
 class NetApiStatus(IntEnum):
@@ -284,6 +285,15 @@ class TransportError(_CarriesNtStatus, SmbSessionsError):
     def __init__(self, message: str, ntstatus: int | None = None) -> None:
         self.ntstatus = ntstatus
         super().__init__(message)
+
+
+_SmbError = TypeVar("_SmbError", TransportError, "AuthenticationError")
+
+
+def ntstatus_failure(kind: type[_SmbError], context: str, status: int) -> _SmbError:
+    """The one SMB error for an NTSTATUS answer: ``context failed: STATUS_X (0x...)``, with
+    ``ntstatus`` set (``kind`` is ``TransportError``, ``AuthenticationError`` or a subclass)."""
+    return kind(f"{context} failed: {ntstatus_text(status)}", ntstatus=status)
 
 
 class HostUnreachableError(TransportError):

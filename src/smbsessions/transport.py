@@ -7,7 +7,7 @@ trip, the way Windows clients carry a DCE/RPC request and its answer.
 
 Timeouts: the whole of ``open`` (TCP connect, negotiate, logon, tree connect, create)
 shares one deadline, and each pipe operation gets its own. smbprotocol waits for
-replies on a per-request event fed by its receive thread; ``_DeadlineConnection``
+replies on a per-request event fed by its receive thread; ``DeadlineConnection``
 bounds every such wait, so a host that accepts TCP and then stays silent, or trickles
 bytes, costs at most ``timeout`` plus the teardown. Name resolution (getaddrinfo) is
 not bounded: resolve names beforehand where that matters.
@@ -18,6 +18,14 @@ IPC$ with STATUS_ACCESS_DENIED, and smbprotocol signs nothing unless signing is
 required. An anonymous session has no key: it is unsigned, and fails with a clear
 error if the server insists on signing or encryption. Encryption is used when the
 server asks for it (per session or per share, SMB 3.x) or when ``require_encryption``.
+
+Every reach into smbprotocol's internals (the deadline, the bounded socket read, the
+null session, the socket's addresses) sits in ``_smbprotocol_compat``; the anonymous
+NTLM messages are ``smbsessions.ntlm``'s, the SMB1 probe ``smb1_probe``'s. This module
+keeps ``SmbPipe`` and the translation of failures into typed errors; ``logon`` builds
+the session. It is longer than most modules (~570 lines) because the translation needs
+what only ``open`` knows (the phase, the deadline, the peer's refused bytes): the two
+stay together.
 
 Errors are the exceptions of ``smbsessions.status``. After a timeout or a lost
 connection the pipe is closed; an NTSTATUS error on an operation leaves it open.
@@ -34,12 +42,11 @@ import uuid
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
-from smbprotocol.connection import Connection, Dialects
+from smbprotocol.connection import Dialects
 from smbprotocol.exceptions import (
     BufferOverflow,
-    MoreProcessingRequired,
     SMBAuthenticationError,
     SMBConnectionClosed,
     SMBException,
@@ -55,28 +62,29 @@ from smbprotocol.open import (
     SMB2ReadRequest,
     SMB2ReadResponse,
 )
-from smbprotocol.session import (
-    Session,
-    SessionFlags,
-    SMB2SessionSetupRequest,
-    SMB2SessionSetupResponse,
-)
-from smbprotocol.transport import Tcp
+from smbprotocol.session import Session
 from smbprotocol.tree import TreeConnect
-from spnego import NTLMHash
 
+from smbsessions._smbprotocol_compat import (
+    DeadlineConnection,
+    DeadlineExpired,
+    socket_addresses,
+    teardown,
+    worker_started,
+)
 from smbsessions.addresses import format_host_port
-from smbsessions.auth import Credentials, nt_hash_of
+from smbsessions.auth import Credentials
+from smbsessions.logon import kerberos_skew, logon, make_session
+from smbsessions.smb1_probe import speaks_only_smb1
 from smbsessions.status import (
     AuthenticationError,
     HostTimeoutError,
     HostUnreachableError,
-    NtStatus,
     ProtocolError,
     SmbSessionsError,
     TransportError,
     UnsupportedDialectError,
-    ntstatus_text,
+    ntstatus_failure,
 )
 from smbsessions.sweep.logon_guard import LogonGuard
 
@@ -101,25 +109,10 @@ MAX_MESSAGE_BYTES = MAX_TRANSCEIVE_OUTPUT + 8192
 (SMB2 header, command structure, transform header when encrypted). A longer claimed
 length is refused before anything is allocated for it."""
 
-_SMB_MAGICS = (b"\xfeSMB", b"\xfdSMB")  # a plain SMB2 message, an SMB3 transform (encrypted)
-_SMB1_MAGIC = b"\xffSMB"
-_SMB2_HEADER_SIZE = 64  # MS-SMB2 2.2.1
-_TRANSFORM_HEADER_SIZE = 52  # MS-SMB2 2.2.41
 # What smbprotocol raises while parsing a reply it cannot make sense of.
 _MALFORMED = (struct.error, KeyError, IndexError, TypeError, ValueError, UnicodeDecodeError)
 
 _MAX_MESSAGE_READS = 1024  # bounds the reads that finish one overflowing pipe message
-_TEARDOWN_JOIN_SECONDS = 2.0
-
-SMBPROTOCOL_PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
-    ("smbprotocol.transport.Tcp", "_recv"),  # _BoundedTcp.recv reads through it
-    ("smbprotocol.transport.Tcp", "_sock"),  # the socket: peer and local addresses
-    ("smbprotocol.connection.Connection", "_t_worker"),  # the receive thread, joined on teardown
-    ("smbprotocol.connection.Connection", "_t_exc"),  # its exception, checked before waiting
-    ("smbprotocol.connection.Connection", "_send_smb2_negotiate"),
-)
-"""Every private smbprotocol name this module relies on (class, attribute); a unit test
-checks they still exist, so an smbprotocol upgrade that renames one fails loudly."""
 
 _DIALECT_NAMES: dict[int, str] = {
     Dialects.SMB_2_0_2: "SMB 2.0.2",
@@ -135,286 +128,8 @@ def dialect_name(dialect: int) -> str:
     return _DIALECT_NAMES.get(dialect, f"SMB dialect 0x{dialect:04X}")
 
 
-class _DeadlineExpired(Exception):
-    """Internal: a reply did not come before the connection's deadline."""
-
-
-class _BoundedTcp(Tcp):  # type: ignore[misc]  # smbprotocol is untyped
-    """smbprotocol's Direct TCP transport, checking what the peer claims before believing it.
-
-    smbprotocol allocates a buffer of whatever length the 4-byte header claims (an
-    HTTP server's ``HTTP`` is 1.2 GB, ``FF FF FF FF`` 4 GB). Here the header is
-    checked first: MS-SMB2 2.1 makes its first byte zero, and no reply of ours can
-    exceed ``MAX_MESSAGE_BYTES``; the message must then start with an SMB2 (or SMB3
-    transform) protocol id. Anything else ends the connection quietly (EOF for
-    smbprotocol's receive thread, so it logs no traceback); ``violation`` says why
-    and ``smb1_answer`` records an SMB1 reply to our SMB2 NEGOTIATE.
-    """
-
-    violation: str | None = None
-    smb1_answer: bool = False
-
-    def recv(self, timeout: float) -> bytes:
-        head, timeout = self._recv(4, timeout)
-        if not head:
-            return b""
-        length = int.from_bytes(head, "big")
-        if head[0] != 0:
-            return self._refuse(f"not an SMB server (it sent {_preview(head)})")
-        if length > MAX_MESSAGE_BYTES:
-            return self._refuse(
-                f"not an SMB server (it announced a {length:,}-byte message; "
-                f"no reply may exceed {MAX_MESSAGE_BYTES:,} bytes)"
-            )
-        if length < 4:
-            return self._refuse(f"not an SMB server (it sent a {length}-byte message)")
-        body, _ = self._recv(length, timeout)
-        if not body:
-            return b""
-        magic = bytes(body[:4])
-        if magic == _SMB1_MAGIC:
-            self.smb1_answer = True
-            return self._refuse("the server answered in SMB1")
-        if magic not in _SMB_MAGICS:
-            return self._refuse(f"not an SMB server (it sent {_preview(body)})")
-        smallest = _SMB2_HEADER_SIZE if magic == _SMB_MAGICS[0] else _TRANSFORM_HEADER_SIZE
-        if length < smallest:
-            return self._refuse(f"a malformed SMB reply ({length} bytes, shorter than its header)")
-        return cast(bytes, body)
-
-    def _refuse(self, reason: str) -> bytes:
-        if self.violation is None:
-            self.violation = reason
-        self.close()
-        return b""
-
-
-def _preview(data: bytes) -> str:
-    """The first bytes a peer sent, quoted safely for a message."""
-    text = bytes(data[:24]).decode("latin-1")
-    shown = "".join(c if " " <= c <= "~" else f"\\x{ord(c):02x}" for c in text)
-    return f"'{shown}'" + ("..." if len(data) > 24 else "")
-
-
-class _DeadlineConnection(Connection):  # type: ignore[misc]  # smbprotocol is untyped
-    """A smbprotocol Connection whose every wait for a reply honours ``deadline``.
-
-    smbprotocol's own ``receive`` waits forever when no timeout is passed, and the
-    session setup, tree connect and create calls pass none; where a timeout is
-    passed it is truncated to whole seconds. Waiting here first, on the monotonic
-    deadline, bounds them all. STATUS_PENDING interim replies are consumed here too,
-    so the parent's receive only ever sees a final reply and never waits itself.
-    """
-
-    deadline: float | None = None
-    _bounded_transport: _BoundedTcp | None = None
-    kerberos_logon = False
-    server_time: Any = None
-    """The server's clock from its NEGOTIATE reply (kerberos.py tells clock skew by it)."""
-
-    def _send_smb2_negotiate(self, *args: Any, **kwargs: Any) -> Any:
-        response = super()._send_smb2_negotiate(*args, **kwargs)
-        try:
-            self.server_time = response["system_time"].get_value()
-        except Exception:  # a reply without the field: no skew diagnosis, nothing else
-            self.server_time = None
-        return response
-
-    # smbprotocol's connect() builds its own Tcp; every transport it assigns is made a
-    # _BoundedTcp (same object, checked recv) before the receive thread starts.
-    @property
-    def transport(self) -> Any:
-        return self._bounded_transport
-
-    @transport.setter
-    def transport(self, value: Any) -> None:
-        if value is not None and type(value) is Tcp:
-            value.__class__ = _BoundedTcp
-        self._bounded_transport = value
-
-    @property
-    def violation(self) -> str | None:
-        """Why the peer's bytes were refused (not SMB, oversized), or None."""
-        transport = self._bounded_transport
-        return None if transport is None else transport.violation
-
-    @property
-    def smb1_answer(self) -> bool:
-        transport = self._bounded_transport
-        return bool(transport is not None and transport.smb1_answer)
-
-    def receive(
-        self,
-        request: Any,
-        wait: bool = True,
-        timeout: float | None = None,
-        resolve_symlinks: bool = True,
-    ) -> Any:
-        limit = self.deadline
-        if timeout is not None:
-            own = time.monotonic() + timeout
-            limit = own if limit is None else min(limit, own)
-        if limit is not None:
-            while True:
-                remaining = limit - time.monotonic()
-                if remaining <= 0 or not request.response_event.wait(remaining):
-                    raise _DeadlineExpired()
-                with request.response_event_lock:
-                    response = request.response
-                    if (
-                        wait
-                        and response is not None
-                        and self._t_exc is None
-                        and response["status"].get_value() == NtStatus.STATUS_PENDING
-                    ):
-                        request.response_event.clear()
-                        continue
-                break
-        return super().receive(request, wait=wait, timeout=None, resolve_symlinks=resolve_symlinks)
-
-
-# NTLMSSP flags for the anonymous exchange (MS-NLMP 2.2.2.5).
-_NTLM_UNICODE = 0x00000001
-_NTLM_OEM = 0x00000002
-_NTLM_REQUEST_TARGET = 0x00000004
-_NTLM_NTLM = 0x00000200
-_NTLM_ANONYMOUS = 0x00000800
-_NTLM_ALWAYS_SIGN = 0x00008000
-_NTLM_EXTENDED_SESSIONSECURITY = 0x00080000
-_NTLM_128 = 0x20000000
-_NTLM_56 = 0x80000000
-_NTLM_NEGOTIATE_FLAGS = (
-    _NTLM_UNICODE
-    | _NTLM_OEM
-    | _NTLM_REQUEST_TARGET
-    | _NTLM_NTLM
-    | _NTLM_ALWAYS_SIGN
-    | _NTLM_EXTENDED_SESSIONSECURITY
-    | _NTLM_128
-    | _NTLM_56
-)
-
-
-def ntlm_anonymous_negotiate() -> bytes:
-    """NTLMSSP NEGOTIATE_MESSAGE (MS-NLMP 2.2.1.1) without domain or workstation."""
-    return b"NTLMSSP\x00" + struct.pack("<II8x8x", 1, _NTLM_NEGOTIATE_FLAGS)
-
-
-def ntlm_anonymous_authenticate(challenge: bytes) -> bytes:
-    """NTLMSSP AUTHENTICATE_MESSAGE for an anonymous logon (MS-NLMP 3.1.5.1.2).
-
-    Anonymous means an empty user, an empty NtChallengeResponse and a one-byte zero
-    LmChallengeResponse; there is no session key.
-    """
-    if len(challenge) < 24 or challenge[:8] != b"NTLMSSP\x00":
-        raise TransportError("the server's NTLM CHALLENGE message is malformed")
-    (message_type,) = struct.unpack_from("<I", challenge, 8)
-    if message_type != 2:
-        raise TransportError("the server did not answer with an NTLM CHALLENGE message")
-    server_flags = struct.unpack_from("<I", challenge, 20)[0]
-    flags = (
-        _NTLM_ANONYMOUS
-        | _NTLM_NTLM
-        | _NTLM_REQUEST_TARGET
-        | (server_flags & (_NTLM_UNICODE | _NTLM_EXTENDED_SESSIONSECURITY | _NTLM_128 | _NTLM_56))
-    )
-    if not flags & _NTLM_UNICODE:
-        flags |= _NTLM_OEM
-    header_len = 64
-    lm_response = b"\x00"
-    # Fields: LmChallengeResponse, NtChallengeResponse, DomainName, UserName,
-    # Workstation, EncryptedRandomSessionKey; only the first is non-empty.
-    fields = struct.pack("<HHI", len(lm_response), len(lm_response), header_len)
-    for _ in range(5):
-        fields += struct.pack("<HHI", 0, 0, header_len + len(lm_response))
-    return b"NTLMSSP\x00" + struct.pack("<I", 3) + fields + struct.pack("<I", flags) + lm_response
-
-
-class _NullSession(Session):  # type: ignore[misc]  # smbprotocol is untyped
-    """An anonymous (null) SMB session: pyspnego cannot produce one, so the two
-    NTLMSSP legs are built here and sent raw (servers accept NTLMSSP without SPNEGO)."""
-
-    is_null = False
-    is_guest = False
-    session_id: int
-
-    def connect(self) -> None:
-        connection = self.connection
-        if connection.require_signing:
-            raise SMBException("the server requires signing, which an anonymous session cannot do")
-        token = ntlm_anonymous_negotiate()
-        for _leg in range(2):
-            setup = SMB2SessionSetupRequest()
-            setup["security_mode"] = connection.client_security_mode
-            setup["buffer"] = token
-            request = connection.send(setup, sid=self.session_id, credit_request=64)
-            message_id = request.message["message_id"].get_value()
-            try:
-                response = connection.receive(request)
-            except MoreProcessingRequired as exc:
-                response = exc.header
-            finally:
-                # Only 3.1.1 key derivation uses this table; a null session derives no keys.
-                connection.preauth_integrity_session_hash_value.pop(message_id, None)
-            if self.session_id == 0:
-                self.session_id = response["session_id"].get_value()
-            reply = SMB2SessionSetupResponse()
-            reply.unpack(response["data"].get_value())
-            if response["status"].get_value() != NtStatus.STATUS_MORE_PROCESSING_REQUIRED:
-                break
-            token = ntlm_anonymous_authenticate(reply["buffer"].get_value())
-        else:
-            raise TransportError("the anonymous session setup did not finish in two legs")
-        flags = reply["session_flags"]
-        self.is_null = bool(flags.has_flag(SessionFlags.SMB2_SESSION_FLAG_IS_NULL))
-        self.is_guest = bool(flags.has_flag(SessionFlags.SMB2_SESSION_FLAG_IS_GUEST))
-        self._connected = True
-        connection.session_table[self.session_id] = self
-        self.signing_required = False
-        self.encrypt_data = bool(flags.has_flag(SessionFlags.SMB2_SESSION_FLAG_ENCRYPT_DATA))
-        if self.encrypt_data:
-            raise SMBException("the server requires encryption, which an anonymous session cannot do")
-
-
-def _smb1_negotiate_request() -> bytes:
-    """An SMB1 NEGOTIATE offering only "NT LM 0.12", framed for direct TCP."""
-    dialects = b"\x02NT LM 0.12\x00"
-    header = (
-        b"\xffSMB"
-        + struct.pack("<BIBH", 0x72, 0, 0x18, 0xC801)
-        + bytes(12)  # PIDHigh, SecurityFeatures, Reserved
-        + struct.pack("<HHHH", 0xFFFF, 0xFEFF, 0, 0)  # TID, PIDLow, UID, MID
-    )
-    body = b"\x00" + struct.pack("<H", len(dialects)) + dialects
-    smb = header + body
-    return struct.pack(">I", len(smb)) + smb
-
-
-def _speaks_only_smb1(host: str, port: int, deadline: float) -> bool:
-    """After an SMB2 NEGOTIATE failed: does the host answer an SMB1 NEGOTIATE?"""
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        return False
-    try:
-        with socket.create_connection((host, port), timeout=remaining) as sock:
-            sock.sendall(_smb1_negotiate_request())
-            reply = b""
-            for _ in range(64):  # a few segments at most; each recv is time-bounded
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or len(reply) >= 9:
-                    break
-                sock.settimeout(remaining)
-                chunk = sock.recv(64)
-                if not chunk:
-                    break
-                reply += chunk
-    except OSError:
-        return False
-    return reply[4:8] == b"\xffSMB" and reply[8:9] == b"\x72"
-
-
 def _is_timeout(exc: BaseException) -> bool:
-    return isinstance(exc, (_DeadlineExpired, TimeoutError)) or isinstance(exc.__cause__, TimeoutError)
+    return isinstance(exc, (DeadlineExpired, TimeoutError)) or isinstance(exc.__cause__, TimeoutError)
 
 
 def _connect_failure(exc: BaseException, where: str) -> SmbSessionsError:
@@ -439,7 +154,7 @@ class SmbPipe:
 
     def __init__(
         self,
-        connection: _DeadlineConnection,
+        connection: DeadlineConnection,
         session: Session,
         tree: TreeConnect,
         handle: Open,
@@ -457,17 +172,17 @@ class SmbPipe:
         self._handle = handle
         self._closed = False
         # A forgotten SmbPipe must not keep its socket and receive thread alive.
-        self._finalizer = weakref.finalize(self, _teardown, connection)
+        self._finalizer = weakref.finalize(self, teardown, connection)
         self.host = host
         self.port = port
         self.pipe = pipe
         self.timeout = timeout
         self.username = credentials.principal
         self.anonymous = credentials.anonymous
-        sock = connection.transport._sock  # smbprotocol keeps no public handle on it
-        self.server_address: tuple[str, int] = cast(tuple[str, int], sock.getpeername()[:2])
+        peer, local = socket_addresses(connection)
+        self.server_address: tuple[str, int] = peer
         """The peer's IP address and port actually connected to."""
-        self.local_address: tuple[str, int] = cast(tuple[str, int], sock.getsockname()[:2])
+        self.local_address: tuple[str, int] = local
         """Our side of the TCP connection: the address the server sees as the client."""
 
     @classmethod
@@ -518,7 +233,8 @@ class SmbPipe:
         where = f"{format_host_port(host, port)}"
         own_deadline = time.monotonic() + timeout
         deadline = own_deadline if deadline is None else min(deadline, own_deadline)
-        connection = _DeadlineConnection(uuid.uuid4(), host, port, require_signing=not credentials.anonymous)
+        connection = DeadlineConnection(uuid.uuid4(), host, port, require_signing=not credentials.anonymous)
+        connection.max_message_bytes = MAX_MESSAGE_BYTES
         connection.deadline = deadline
         phase = "connect"
         try:
@@ -526,16 +242,16 @@ class SmbPipe:
                 connection.connect(timeout=max(deadline - time.monotonic(), 0.001))
             except ValueError as exc:
                 # Tcp.connect wraps socket errors in ValueError; later ones are protocol.
-                if not _worker_started(connection):
+                if not worker_started(connection):
                     raise _connect_failure(exc, where) from None
                 raise
             phase = "session setup"
-            session = _make_session(connection, credentials, host, require_encryption)
+            session = make_session(connection, credentials, host, require_encryption)
             if logon_guard is None or credentials.anonymous:
                 session.connect()
             else:
                 with logon_guard.logon(where, deadline):
-                    _logon(session, where)
+                    logon(session, where)
             phase = "tree connect"
             tree = TreeConnect(session, rf"\\{host}\IPC$")
             # Secure negotiate needs a signing key, which a null session lacks; it is
@@ -563,10 +279,10 @@ class SmbPipe:
                 credentials=credentials,
             )
         except BaseException as exc:
-            _teardown(connection)
+            teardown(connection)
             if not isinstance(exc, Exception) or isinstance(exc, SmbSessionsError):
                 raise
-            if phase == "connect" and connection.dialect is None and _worker_started(connection):
+            if phase == "connect" and connection.dialect is None and worker_started(connection):
                 phase = "negotiate"
             raise _translate(exc, phase, where, timeout, host, port, deadline, connection) from None
         connection.deadline = None
@@ -715,7 +431,7 @@ class SmbPipe:
         except SmbSessionsError:
             raise
         except SMBResponseException as exc:
-            raise _status_failure(TransportError, self._where(), what, int(exc.status)) from None
+            raise ntstatus_failure(TransportError, f"{self._where()}: {what}", int(exc.status)) from None
         except Exception as exc:
             refused = _refused(self._connection, self._where(), what)
             self.close()
@@ -766,66 +482,6 @@ class SmbPipe:
         raise TransportError(f"{self._where()}: the reply message did not end")
 
 
-def _logon(session: Session, where: str) -> None:
-    """``session.connect()``, with a refusal already an ``AuthenticationError`` (the guard counts it)."""
-    try:
-        session.connect()
-    except SMBResponseException as exc:
-        status = int(exc.status)
-        skewed = _kerberos_skew(session.connection, where, status)
-        if skewed is not None:
-            raise skewed from None
-        raise _status_failure(AuthenticationError, where, "session setup", status) from None
-
-
-def _kerberos_skew(connection: _DeadlineConnection, where: str, status: int) -> AuthenticationError | None:
-    """A skewed Kerberos AP-REQ gets a plain STATUS_LOGON_FAILURE: compare the clocks."""
-    if not connection.kerberos_logon:
-        return None
-    from smbsessions.kerberos import server_clock_skew
-
-    return server_clock_skew(connection.server_time, where, status)
-
-
-def _make_session(
-    connection: _DeadlineConnection,
-    credentials: Credentials,
-    host: str,
-    require_encryption: bool,
-) -> Session:
-    if credentials.anonymous:
-        return _NullSession(connection, None, None, require_encryption=require_encryption)
-    principal = credentials.principal
-    if credentials.kerberos:
-        from spnego import KerberosCCache
-
-        from smbsessions import kerberos
-
-        # ``credentials`` went through kerberos.prepare: a ticket cache, no secret.
-        connection.kerberos_logon = True
-        return Session(
-            connection,
-            KerberosCCache(ccache=credentials.ccache or ""),
-            None,
-            require_encryption=require_encryption,
-            auth_protocol="kerberos",
-            hostname_override=kerberos.spn_host(credentials, host),
-        )
-    # Always an NTLMHash: given a password, pyspnego would also derive the LM hash
-    # (pure-Python DES, ~1.2 ms) that NTLMv2 never uses. A credential object also
-    # keeps pyspnego from reading a password that looks like "LM:NT" as a hash.
-    nt_hash = credentials.nt_hash
-    if nt_hash is None:
-        nt_hash = nt_hash_of(credentials.password or "")
-    return Session(
-        connection,
-        NTLMHash(username=principal, nt_hash=nt_hash),
-        None,
-        require_encryption=require_encryption,
-        auth_protocol="ntlm",
-    )
-
-
 def _translate(
     exc: Exception,
     phase: str,
@@ -834,7 +490,7 @@ def _translate(
     host: str,
     port: int,
     deadline: float,
-    connection: _DeadlineConnection,
+    connection: DeadlineConnection,
 ) -> SmbSessionsError:
     refused = _refused(connection, where, phase)
     if refused is not None:
@@ -844,16 +500,16 @@ def _translate(
     if isinstance(exc, SMBResponseException):
         status = int(exc.status)
         if phase == "session setup":
-            skewed = _kerberos_skew(connection, where, status)
-            return skewed or _status_failure(AuthenticationError, where, phase, status)
+            skewed = kerberos_skew(connection, where, status)
+            return skewed or ntstatus_failure(AuthenticationError, f"{where}: {phase}", status)
         if phase == "negotiate":
-            return _status_failure(UnsupportedDialectError, where, phase, status)
-        return _status_failure(TransportError, where, phase, status)
+            return ntstatus_failure(UnsupportedDialectError, f"{where}: {phase}", status)
+        return ntstatus_failure(TransportError, f"{where}: {phase}", status)
     if phase == "negotiate":
         closed = isinstance(exc, SMBConnectionClosed | OSError)
         # Only an SMB1 answer makes a server "SMB1-only": to our SMB2 NEGOTIATE, or,
         # when that connection was just closed, to an SMB1 NEGOTIATE on a new one.
-        if closed and _speaks_only_smb1(host, port, deadline):
+        if closed and speaks_only_smb1(host, port, deadline):
             return _smb1_only(where)
         if closed:
             return HostUnreachableError(f"{where}: the server closed the connection during negotiate")
@@ -879,14 +535,6 @@ def _translate(
     return TransportError(f"{where}: {phase} failed ({_describe(exc)})")
 
 
-_E = TypeVar("_E", TransportError, AuthenticationError)
-
-
-def _status_failure(kind: type[_E], where: str, what: str, status: int) -> _E:
-    """The one error for an NTSTATUS answer: ``where: what failed: STATUS_X (0x...)``."""
-    return kind(f"{where}: {what} failed: {ntstatus_text(status)}", ntstatus=status)
-
-
 def _malformed(where: str, phase: str, exc: BaseException) -> ProtocolError:
     return ProtocolError(f"{where}: a malformed SMB reply during {phase} ({type(exc).__name__}: {exc})")
 
@@ -897,7 +545,7 @@ def _smb1_only(where: str) -> UnsupportedDialectError:
     )
 
 
-def _refused(connection: _DeadlineConnection, where: str, phase: str) -> SmbSessionsError | None:
+def _refused(connection: DeadlineConnection, where: str, phase: str) -> SmbSessionsError | None:
     """The error for a peer whose bytes the transport refused (see ``_BoundedTcp``), if any."""
     if connection.smb1_answer:
         return _smb1_only(where)
@@ -913,23 +561,6 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return f"{type(exc).__name__}: {exc.strerror}"
     return type(exc).__name__
-
-
-def _worker_started(connection: _DeadlineConnection) -> bool:
-    return connection._t_worker is not None
-
-
-def _teardown(connection: _DeadlineConnection) -> None:
-    """Drop the TCP connection and stop smbprotocol's receive thread; never raises."""
-    connection.deadline = time.monotonic()
-    try:
-        if connection.transport is not None:
-            connection.transport.close()
-    except Exception:  # the socket may already be dead; nothing left to release
-        pass
-    worker = connection._t_worker
-    if worker is not None and worker.is_alive():
-        worker.join(_TEARDOWN_JOIN_SECONDS)
 
 
 def _bare_pipe_name(pipe: str) -> str:

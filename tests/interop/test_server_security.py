@@ -262,7 +262,7 @@ def test_compound_rules() -> None:
     # engine-era _check_compound moved into smb2.connection/codec. A lone command and,
     # after logon, an ordinary chain are served.
     def logged_on() -> ServerConnection:
-        from smbsessions.transport import ntlm_anonymous_authenticate, ntlm_anonymous_negotiate
+        from smbsessions.ntlm import ntlm_anonymous_authenticate, ntlm_anonymous_negotiate
 
         conn = ServerConnection(CoreConfig("SRV", "WG", lambda u: None, lambda u: False))
         negotiate_body = smb2.SMB2Negotiate()

@@ -6,7 +6,17 @@ from smbprotocol.header import NtStatus as SmbprotocolNtStatus
 
 from smbsessions.ntlm import NtlmError
 from smbsessions.server.smb2_crypto import Smb2CryptoError
-from smbsessions.status import NtStatus, NtStatusError, SmbSessionsError, ntstatus_name, ntstatus_text
+from smbsessions.status import (
+    AuthenticationError,
+    NtStatus,
+    NtStatusError,
+    SmbSessionsError,
+    TransportError,
+    UnsupportedDialectError,
+    ntstatus_failure,
+    ntstatus_name,
+    ntstatus_text,
+)
 
 
 def test_values_agree_with_smbprotocol() -> None:
@@ -70,3 +80,12 @@ def test_no_ntstatus_literals_outside_status_py() -> None:
         if literal.search(line)
     ]
     assert offenders == []
+
+
+def test_one_smb_error_constructor_from_an_ntstatus() -> None:
+    for kind in (TransportError, AuthenticationError, UnsupportedDialectError):
+        error = ntstatus_failure(kind, "srv:445: session setup", NtStatus.STATUS_LOGON_FAILURE)
+        assert type(error) is kind
+        assert error.ntstatus == 0xC000006D
+        assert error.ntstatus_name == "STATUS_LOGON_FAILURE"
+        assert str(error) == "srv:445: session setup failed: STATUS_LOGON_FAILURE (0xC000006D)"

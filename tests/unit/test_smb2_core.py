@@ -105,7 +105,7 @@ class Client:
         return self.call(smb2.SMB2_NEGOTIATE, body)
 
     def null_logon(self) -> None:
-        from smbsessions.transport import ntlm_anonymous_authenticate, ntlm_anonymous_negotiate
+        from smbsessions.ntlm import ntlm_anonymous_authenticate, ntlm_anonymous_negotiate
 
         status, body, _ = self.session_setup(ntlm_anonymous_negotiate())
         assert status == NtStatus.STATUS_MORE_PROCESSING_REQUIRED
@@ -403,7 +403,7 @@ def test_logoff_closes_the_pipes_and_the_session() -> None:
 
 
 def test_anonymous_refused_when_disabled() -> None:
-    from smbsessions.transport import ntlm_anonymous_authenticate, ntlm_anonymous_negotiate
+    from smbsessions.ntlm import ntlm_anonymous_authenticate, ntlm_anonymous_negotiate
 
     client = Client(allow_anonymous=False)
     client.negotiate([0x0202])

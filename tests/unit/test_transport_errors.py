@@ -16,6 +16,7 @@ import pytest
 
 from smbsessions import kerberos, transport
 from smbsessions.auth import ANONYMOUS, Credentials
+from smbsessions.ntlm import ntlm_anonymous_authenticate, ntlm_anonymous_negotiate
 from smbsessions.status import (
     AuthenticationError,
     HostTimeoutError,
@@ -25,12 +26,7 @@ from smbsessions.status import (
     UnsupportedDialectError,
     ntstatus_name,
 )
-from smbsessions.transport import (
-    SmbPipe,
-    dialect_name,
-    ntlm_anonymous_authenticate,
-    ntlm_anonymous_negotiate,
-)
+from smbsessions.transport import SmbPipe, dialect_name
 
 ALICE = Credentials("alice", password="alicepw")
 OPEN_TIMEOUT = 1.0
@@ -303,17 +299,3 @@ def test_ntlm_anonymous_authenticate_rejects_non_challenge() -> None:
         ntlm_anonymous_authenticate(b"NTLMSSP\x00" + struct.pack("<I", 1) + bytes(20))
     with pytest.raises(TransportError):
         ntlm_anonymous_authenticate(b"not ntlm")
-
-
-def test_the_smbprotocol_private_names_we_use_still_exist() -> None:
-    import importlib
-    import uuid
-
-    instances = {
-        "smbprotocol.transport.Tcp": lambda cls: cls("127.0.0.1", 1),
-        "smbprotocol.connection.Connection": lambda cls: cls(uuid.uuid4(), "127.0.0.1", 1),
-    }
-    for path, name in transport.SMBPROTOCOL_PRIVATE_NAMES:
-        module, _, cls_name = path.rpartition(".")
-        cls = getattr(importlib.import_module(module), cls_name)
-        assert hasattr(cls, name) or hasattr(instances[path](cls), name), f"{path}.{name} is gone"

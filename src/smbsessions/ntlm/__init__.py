@@ -4,7 +4,8 @@ Shared by the server's SMB logons, DCE/RPC authentication and (later) the client
 Bytes in, bytes out; no sockets, no clocks unless the caller leaves them to us.
 
 * ``crypto``: MD4, ``nt_hash`` (NTOWFv1, the one NT hash of this project), RC4, NTOWFv2.
-* ``messages``: flags, AV pairs, NEGOTIATE / CHALLENGE / AUTHENTICATE codecs, ``NtlmError``.
+* ``messages``: flags, AV pairs, NEGOTIATE / CHALLENGE / AUTHENTICATE codecs, ``NtlmError``,
+  and the client's anonymous NEGOTIATE / AUTHENTICATE (``ntlm_anonymous_*``).
 * ``acceptor``: ``NtlmAcceptor``, NEGOTIATE -> CHALLENGE, AUTHENTICATE -> verified
   ``NtlmIdentity``. NTLMv2 only; NTLMv1/LM responses are refused like a wrong password.
 * ``security``: ``NtlmSessionSecurity``, MS-NLMP 3.4 signing and sealing with extended
@@ -33,6 +34,8 @@ from .messages import (
     decode_av_pairs,
     encode_av_pairs,
     message_type,
+    ntlm_anonymous_authenticate,
+    ntlm_anonymous_negotiate,
     parse_authenticate,
     parse_challenge,
     parse_negotiate,
@@ -64,6 +67,8 @@ __all__ = [
     "md4",
     "message_type",
     "nt_hash",
+    "ntlm_anonymous_authenticate",
+    "ntlm_anonymous_negotiate",
     "ntowfv2",
     "parse_authenticate",
     "parse_challenge",

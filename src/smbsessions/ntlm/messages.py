@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
-from smbsessions.status import NtStatus, NtStatusError
+from smbsessions.status import NtStatus, NtStatusError, TransportError
 
 SIGNATURE = b"NTLMSSP\x00"
 
@@ -339,3 +339,61 @@ def build_authenticate(
     out = SIGNATURE + struct.pack("<I", MessageType.AUTHENTICATE) + fields + struct.pack("<I", flags)
     out += (version or bytes(8)) + (mic or bytes(16))
     return out + b"".join(payloads)
+
+
+# -- the client side of an anonymous (null session) logon -----------------------------
+
+_ANONYMOUS_NEGOTIATE_FLAGS = (
+    NegotiateFlags.UNICODE
+    | NegotiateFlags.OEM
+    | NegotiateFlags.REQUEST_TARGET
+    | NegotiateFlags.NTLM
+    | NegotiateFlags.ALWAYS_SIGN
+    | NegotiateFlags.EXTENDED_SESSIONSECURITY
+    | NegotiateFlags.KEY_128
+    | NegotiateFlags.KEY_56
+)
+# What the AUTHENTICATE keeps of the server's CHALLENGE flags.
+_ANONYMOUS_ACCEPTED_FLAGS = (
+    NegotiateFlags.UNICODE
+    | NegotiateFlags.EXTENDED_SESSIONSECURITY
+    | NegotiateFlags.KEY_128
+    | NegotiateFlags.KEY_56
+)
+
+
+def ntlm_anonymous_negotiate() -> bytes:
+    """NTLMSSP NEGOTIATE_MESSAGE (MS-NLMP 2.2.1.1) without domain or workstation."""
+    return SIGNATURE + struct.pack("<II8x8x", MessageType.NEGOTIATE, _ANONYMOUS_NEGOTIATE_FLAGS)
+
+
+def ntlm_anonymous_authenticate(challenge: bytes) -> bytes:
+    """NTLMSSP AUTHENTICATE_MESSAGE for an anonymous logon (MS-NLMP 3.1.5.1.2).
+
+    Anonymous means an empty user, an empty NtChallengeResponse and a one-byte zero
+    LmChallengeResponse; there is no session key. A ``challenge`` that is not an NTLM
+    CHALLENGE_MESSAGE raises ``TransportError`` (the SMB client's logon failed).
+    """
+    if len(challenge) < 24 or challenge[:8] != SIGNATURE:
+        raise TransportError("the server's NTLM CHALLENGE message is malformed")
+    (kind,) = struct.unpack_from("<I", challenge, 8)
+    if kind != MessageType.CHALLENGE:
+        raise TransportError("the server did not answer with an NTLM CHALLENGE message")
+    server_flags = struct.unpack_from("<I", challenge, 20)[0]
+    flags = (
+        NegotiateFlags.ANONYMOUS
+        | NegotiateFlags.NTLM
+        | NegotiateFlags.REQUEST_TARGET
+        | (server_flags & _ANONYMOUS_ACCEPTED_FLAGS)
+    )
+    if not flags & NegotiateFlags.UNICODE:
+        flags |= NegotiateFlags.OEM
+    header_len = 64
+    lm_response = b"\x00"
+    # Fields: LmChallengeResponse, NtChallengeResponse, DomainName, UserName,
+    # Workstation, EncryptedRandomSessionKey; only the first is non-empty.
+    fields = struct.pack("<HHI", len(lm_response), len(lm_response), header_len)
+    for _ in range(5):
+        fields += struct.pack("<HHI", 0, 0, header_len + len(lm_response))
+    head = SIGNATURE + struct.pack("<I", MessageType.AUTHENTICATE)
+    return head + fields + struct.pack("<I", flags) + lm_response
