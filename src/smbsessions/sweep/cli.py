@@ -301,7 +301,7 @@ def cmd_sweep(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         if shared_terminal:
             progress.clear()
         _write_record(writer, record, run, err, progress)
-        if args.user and record.status == "ok":
+        if args.user and record.status == SweepStatus.OK:
             run.found_count += 1
             if len(run.found) < MAX_LISTED_HOSTS:
                 run.found.append(record.key)
@@ -365,8 +365,9 @@ def _write_record(writer: Any, record: HostRecord, run: _Run, err: IO[str], prog
         err.write(f"smbsessions sweep: cannot write the record of {key} ({type(exc).__name__}); "
                   "writing it without its sessions\n")
         replacement = dataclasses.replace(
-            record, status="error", sessions=[], users=[], session_count=0, error="RecordNotWritable",
-            code=None, detail=f"the record could not be written ({type(exc).__name__}): "
+            record, status=SweepStatus.ERROR, sessions=[], users=[], session_count=0,
+            error="RecordNotWritable", code=None,
+            detail=f"the record could not be written ({type(exc).__name__}): "
             f"was {record.status!s} with {record.session_count} session(s)",
             note=None,
         )
@@ -431,7 +432,7 @@ def _summary(err: IO[str], stats: SweepStats, total: int, args: argparse.Namespa
         err.write(
             f"every host refused the logon: check the password ({guard.refusals} in a row, "
             f"last {guard.last_refusal}); the sweep stopped logging on to spare the account a lockout, "
-            f"{stats.by_status.get('not-attempted', 0)} host(s) not attempted "
+            f"{stats.by_status.get(SweepStatus.NOT_ATTEMPTED, 0)} host(s) not attempted "
             "(rerun with --resume once fixed; --continue-on-auth-failure if accounts differ per host)\n"
         )
     if stats.interrupted and args.output:

@@ -16,7 +16,7 @@ from typing import IO
 from ..output import RecordWriter, printable
 from .pool import SweepStats
 from .records import CSV_COLUMNS, HostRecord, csv_rows
-from .statuses import ANSWERED, UNREACHABLE_STATUSES
+from .statuses import ANSWERED, UNREACHABLE_STATUSES, SweepStatus
 
 
 class TableWriter:
@@ -38,7 +38,7 @@ class TableWriter:
         if self.only_sessions and not record.session_count:
             return
         users = ",".join(record.users)
-        rest = printable(users if record.status == "ok" else (record.note or record.detail or ""))
+        rest = printable(users if record.status == SweepStatus.OK else (record.note or record.detail or ""))
         level = "-" if record.level is None else str(record.level)
         self.stream.write(
             self._line(printable(record.key), record.status, level, str(record.session_count), rest) + "\n"
@@ -109,7 +109,7 @@ class Progress:
         by = stats.by_status
         answered = sum(by.get(s, 0) for s in ANSWERED)
         unreachable = sum(by.get(s, 0) for s in UNREACHABLE_STATUSES)
-        denied = by.get("denied", 0)
+        denied = by.get(SweepStatus.DENIED, 0)
         failed = stats.done - answered - unreachable - denied
         elapsed = stats.elapsed
         rate = stats.done / elapsed if elapsed > 0 else 0.0

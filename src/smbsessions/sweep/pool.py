@@ -25,7 +25,7 @@ from .. import logsetup
 from .logon_guard import LogonGuard
 from .records import HostRecord, host_record
 from .runner import Emit, HostRunner, Probe, SweepConfig, probe_host
-from .statuses import ANSWERED, WORKER_DIED
+from .statuses import ANSWERED, WORKER_DIED, SweepStatus
 from .targets import Target
 
 
@@ -286,8 +286,9 @@ def _dispatch(
         if past_deadline or logon_stopped:
             # Not handed out in time, or the logon was refused too often: a bounded batch per turn.
             status, note = (
-                ("skipped", "the sweep deadline ran out first") if past_deadline
-                else ("not-attempted", "hosts in a row refused the logon; the sweep stopped logging on")
+                (SweepStatus.SKIPPED, "the sweep deadline ran out first") if past_deadline
+                else (SweepStatus.NOT_ATTEMPTED,
+                      "hosts in a row refused the logon; the sweep stopped logging on")
             )
             for _ in range(1000):
                 if pending is None:
@@ -358,7 +359,7 @@ def _check_workers(workers: list[_Worker], on_record: Emit, stats: SweepStats) -
         code = worker.process.exitcode
         for target in list(worker.outstanding.values()):
             record = host_record(
-                target, "error", elapsed=0.0, error=WORKER_DIED,
+                target, SweepStatus.ERROR, elapsed=0.0, error=WORKER_DIED,
                 detail=f"the sweep worker process ended unexpectedly (exit code {code})",
             )
             stats.add(record)
@@ -371,7 +372,7 @@ def _check_workers(workers: list[_Worker], on_record: Emit, stats: SweepStats) -
 def _give_up(workers: list[_Worker], on_record: Emit, stats: SweepStats, detail: str) -> None:
     for worker in workers:
         for target in list(worker.outstanding.values()):
-            record = host_record(target, "timeout", elapsed=0.0, detail=detail)
+            record = host_record(target, SweepStatus.TIMEOUT, elapsed=0.0, detail=detail)
             stats.add(record)
             on_record(record)
         worker.outstanding.clear()

@@ -23,7 +23,7 @@ from ..status import (
     ntstatus_name,
 )
 from .logon_guard import LogonNotAttempted
-from .statuses import ANSWERED
+from .statuses import ANSWERED, SweepStatus
 from .targets import Target, record_key
 
 
@@ -69,7 +69,7 @@ RECORD_COLUMNS: tuple[str, ...] = tuple(column.name for column in fields(HostRec
 class Classified(NamedTuple):
     """What an exception means for a host's record."""
 
-    status: str
+    status: SweepStatus
     error: str | None
     code: int | None
     detail: str
@@ -77,9 +77,9 @@ class Classified(NamedTuple):
 
 
 _NOT_FOUND = (NetApiStatus.NERR_UserNotFound, NetApiStatus.NERR_ClientNameNotFound)
-_NET_API_STATUSES: dict[int, str] = {
-    NetApiStatus.ERROR_ACCESS_DENIED: "denied",
-    NetApiStatus.ERROR_INVALID_LEVEL: "invalid-level",
+_NET_API_STATUSES: dict[int, SweepStatus] = {
+    NetApiStatus.ERROR_ACCESS_DENIED: SweepStatus.DENIED,
+    NetApiStatus.ERROR_INVALID_LEVEL: SweepStatus.INVALID_LEVEL,
 }
 
 
@@ -88,30 +88,31 @@ def classify(exc: BaseException) -> Classified:
     detail = str(exc) or type(exc).__name__
     if isinstance(exc, NetApiError):
         if exc.status in _NOT_FOUND:
-            return Classified("ok-empty", None, None, "", f"{exc.name}: no session matched the qualifier")
-        status = _NET_API_STATUSES.get(exc.status, "error")
+            note = f"{exc.name}: no session matched the qualifier"
+            return Classified(SweepStatus.OK_EMPTY, None, None, "", note)
+        status = _NET_API_STATUSES.get(exc.status, SweepStatus.ERROR)
         return Classified(status, exc.name, exc.status, detail)
     if isinstance(exc, LogonNotAttempted):
-        return Classified("not-attempted", None, None, detail)
+        return Classified(SweepStatus.NOT_ATTEMPTED, None, None, detail)
     if isinstance(exc, AuthenticationError):
-        return Classified("auth-failed", _nt_name(exc.ntstatus), exc.ntstatus, detail)
+        return Classified(SweepStatus.AUTH_FAILED, _nt_name(exc.ntstatus), exc.ntstatus, detail)
     if isinstance(exc, HostUnreachableError):
-        return Classified("unreachable", None, None, detail)
+        return Classified(SweepStatus.UNREACHABLE, None, None, detail)
     if isinstance(exc, HostTimeoutError):
-        return Classified("timeout", None, None, detail)
+        return Classified(SweepStatus.TIMEOUT, None, None, detail)
     if isinstance(exc, UnsupportedDialectError):
-        return Classified("error", "UnsupportedDialect", exc.ntstatus, detail)
+        return Classified(SweepStatus.ERROR, "UnsupportedDialect", exc.ntstatus, detail)
     if isinstance(exc, RpcFaultError):
-        return Classified("error", exc.name, exc.code, detail)
+        return Classified(SweepStatus.ERROR, exc.name, exc.code, detail)
     if isinstance(exc, ProtocolError):
-        return Classified("error", type(exc).__name__, None, detail)
+        return Classified(SweepStatus.ERROR, type(exc).__name__, None, detail)
     if isinstance(exc, TransportError):
-        return Classified("error", _nt_name(exc.ntstatus) or "TransportError", exc.ntstatus, detail)
+        return Classified(SweepStatus.ERROR, _nt_name(exc.ntstatus) or "TransportError", exc.ntstatus, detail)
     if isinstance(exc, TimeoutError):
-        return Classified("timeout", None, None, detail)
+        return Classified(SweepStatus.TIMEOUT, None, None, detail)
     if isinstance(exc, ConnectionRefusedError):
-        return Classified("unreachable", None, None, detail)
-    return Classified("error", type(exc).__name__, None, detail)
+        return Classified(SweepStatus.UNREACHABLE, None, None, detail)
+    return Classified(SweepStatus.ERROR, type(exc).__name__, None, detail)
 
 
 def _nt_name(ntstatus: int | None) -> str | None:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, NamedTuple
 
-from .statuses import RETRIED_ON_RESUME, STATUSES, WORKER_DIED
+from .statuses import RETRIED_ON_RESUME, STATUSES, WORKER_DIED, SweepStatus
 from .targets import record_key
 
 
@@ -47,7 +47,7 @@ class ResultsFile:
         """Hosts whose last record found ``user`` (case-insensitive), in file order."""
         wanted = user.casefold()
         return [key for key, names in self.users.items()
-                if self.statuses.get(key) == "ok" and any(n.casefold() == wanted for n in names)]
+                if self.statuses.get(key) == SweepStatus.OK and any(n.casefold() == wanted for n in names)]
 
 
 def read_results(path: str | os.PathLike[str], fmt: str = "jsonl") -> ResultsFile:

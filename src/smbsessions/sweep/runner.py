@@ -23,6 +23,7 @@ from ..client import SessionClient
 from ..levels import U32_MAX
 from .logon_guard import DEFAULT_MAX_LOGON_FAILURES, LogonGuard
 from .records import HostRecord, failure_record, host_record
+from .statuses import SweepStatus
 from .targets import Target
 
 log = logging.getLogger("smbsessions.sweep")
@@ -97,7 +98,7 @@ def probe_host(target: Target, config: SweepConfig, client: SessionClient | None
     note = "the server ignored the qualifiers; they were applied locally" if result.filtered_locally else None
     record = host_record(
         target,
-        "ok" if any(not s.get("own_session") for s in sessions) else "ok-empty",
+        SweepStatus.OK if any(not s.get("own_session") for s in sessions) else SweepStatus.OK_EMPTY,
         elapsed=time.monotonic() - start,
         level=result.level,
         sessions=sessions,
@@ -219,7 +220,8 @@ class HostRunner:
         config = self.config
         now = time.monotonic()
         if config.deadline is not None and now >= config.deadline:
-            self._emit(host_record(target, "skipped", elapsed=0.0, note="the sweep deadline ran out first"))
+            note = "the sweep deadline ran out first"
+            self._emit(host_record(target, SweepStatus.SKIPPED, elapsed=0.0, note=note))
             return
         limit = now + config.timeout + config.margin
         by_deadline = config.deadline is not None and config.deadline < limit
@@ -247,7 +249,7 @@ class HostRunner:
             record = self._probe(target, config, client)
         except BaseException as exc:  # a bug in probe must still yield a record
             record = failure_record(target, exc, time.monotonic() - now)
-        if by_deadline and record.status == "timeout":
+        if by_deadline and record.status == SweepStatus.TIMEOUT:
             # The call timeout was shortened to the sweep deadline: say which limit ended it.
             record.detail = f"{_DEADLINE_DETAIL} ({record.detail})"
         with self._lock:
@@ -290,7 +292,7 @@ class HostRunner:
             detail = _DEADLINE_DETAIL
         else:
             detail = f"no complete answer within {self.config.timeout:g} s (ended by the watchdog)"
-        self._emit(host_record(running.target, "timeout", elapsed=elapsed, detail=detail))
+        self._emit(host_record(running.target, SweepStatus.TIMEOUT, elapsed=elapsed, detail=detail))
         # Closing joins the connection's receive thread: not on the watchdog's time.
         aborter = threading.Thread(target=_abort_quietly, args=(running.client,), name="sweep-abort")
         aborter.daemon = True

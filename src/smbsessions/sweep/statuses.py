@@ -48,10 +48,12 @@ STATUS_DESCRIPTIONS: dict[SweepStatus, str] = {
 }
 
 STATUSES: tuple[str, ...] = tuple(status.value for status in SweepStatus)
-ANSWERED = frozenset({"ok", "ok-empty"})
+ANSWERED = frozenset({SweepStatus.OK, SweepStatus.OK_EMPTY})
 """Statuses of hosts whose enumeration succeeded (they expose sessions to the account)."""
-RETRIED_ON_RESUME = frozenset({"skipped", "not-attempted"})
-UNREACHABLE_STATUSES = frozenset({"unreachable", "timeout", "skipped", "not-attempted"})
+RETRIED_ON_RESUME = frozenset({SweepStatus.SKIPPED, SweepStatus.NOT_ATTEMPTED})
+"""Statuses a ``--resume`` run tries again (the host was never attempted)."""
+UNREACHABLE_STATUSES = frozenset({SweepStatus.UNREACHABLE, SweepStatus.TIMEOUT, SweepStatus.SKIPPED,
+                                  SweepStatus.NOT_ATTEMPTED})
 """Hosts that gave no answer at all: normal in a range, apart from real failures."""
 WORKER_DIED = "WorkerDied"
 """``error`` of hosts lost with a worker process that crashed; ``--resume`` retries them too."""

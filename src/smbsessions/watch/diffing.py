@@ -48,14 +48,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ..levels import U32_MAX
+from ..sweep.statuses import ANSWERED, SweepStatus
 from .events import HOST_STATUS, LOGOFF, LOGON, Event, HostStatusEvent, SessionEvent
 
 BASE_UNCERTAINTY = 2.0
 """Seconds: 1 for ``sesi_time`` truncated to whole seconds, 1 for clocks and scheduling."""
 
-OK = "ok"
+OK: str = SweepStatus.OK.value
 """The host status of an answered poll (the sweep's ``ok`` and ``ok-empty``)."""
-ANSWERED_STATUSES = frozenset({"ok", "ok-empty"})
+ANSWERED_STATUSES = ANSWERED
+"""The sweep statuses of an answered poll (declared in ``sweep.statuses``)."""
 
 SessionKey = tuple[str, str | None]
 """``(client, user)`` within one host."""
