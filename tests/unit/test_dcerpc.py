@@ -135,7 +135,11 @@ def test_pdu_stream_holds_partial_and_rejects_impossible_length() -> None:
 @pytest.mark.parametrize("size", [0, 1, 7, 8, 31, 32, 33, 4255, 4256, 4257, 20000])
 def test_fragment_and_reassemble(max_frag: int, size: int) -> None:
     stub = bytes(i % 251 for i in range(size))
-    pdus = dcerpc.fragment(PType.RESPONSE, 7, 0, stub, max_frag)
+    client, _ = bound_pair()
+    client.request(0, b"")  # a call outstanding, as the client's state machine requires
+    call_id = client._pending
+    assert call_id is not None
+    pdus = dcerpc.fragment(PType.RESPONSE, call_id, 0, stub, max_frag)
     parsed = [dcerpc.parse_pdu(p) for p in pdus]
     assert all(len(p) <= min(max_frag, 0xFFFF) for p in pdus)
     assert parsed[0].first and parsed[-1].last
@@ -145,8 +149,6 @@ def test_fragment_and_reassemble(max_frag: int, size: int) -> None:
     # alloc_hint counts what is left, this fragment included.
     assert dcerpc.decode_response(parsed[0]).alloc_hint == size
     assert b"".join(stubs) == stub
-    client, _ = bound_pair()
-    client._pending = 7
     results = [client.receive(p) for p in parsed]
     assert results[-1] == stub and all(r is None for r in results[:-1])
 

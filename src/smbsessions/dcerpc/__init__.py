@@ -26,6 +26,8 @@ Layout (one concern per module; ``smbsessions.dcerpc`` re-exports the public nam
   verifier checks, the verification trailer, ``AuthInitiator`` / ``AuthAcceptor``.
 * ``client``: ``RpcClientConnection`` (one association, calls one at a time).
 * ``server``: ``RpcServerConnection`` (binds, reassembly, queued answers).
+* ``state``: the states of client and server associations and of a server's
+  security exchange, as declared transition tables (h11's ``_state.py``).
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ from .security import (
     auth_fragments,
     check_verifier,
 )
+from .state import CLIENT_TRANSITIONS, ClientEvent, ClientState, advance
 
 # Any value works; the server echoes it and checks it on every verifier.
 CLIENT_AUTH_CONTEXT_ID = 1
@@ -65,7 +66,7 @@ class RpcClientConnection:
         self.abstract = abstract
         self.max_xmit_frag = max_xmit_frag
         self.max_recv_frag = max_recv_frag
-        self.bound = False
+        self.state = ClientState.UNBOUND
         self.auth = auth
         self._trailer = (
             None if auth is None else SecTrailer(auth.auth_type, auth_level, 0, CLIENT_AUTH_CONTEXT_ID)
@@ -78,6 +79,11 @@ class RpcClientConnection:
         self._parts: list[bytes] = []
         self._received = 0
 
+    @property
+    def bound(self) -> bool:
+        """A bind succeeded: calls may be made (``state`` tells more)."""
+        return self.state in (ClientState.BOUND, ClientState.CALLING)
+
     def _next_call_id(self) -> int:
         self._call_id += 1
         return self._call_id
@@ -88,6 +94,7 @@ class RpcClientConnection:
             Bind(self.max_xmit_frag, self.max_recv_frag, 0,
                  (ContextElement(self._context_id, self.abstract, (NDR20,)),))
         )
+        self.state = advance(CLIENT_TRANSITIONS, self.state, ClientEvent.BIND)
         call_id = self._next_call_id()
         self._pending = call_id
         if self.auth is not None and self._trailer is not None:
@@ -134,7 +141,7 @@ class RpcClientConnection:
                 self._security = self.auth.packet_security()
         # The server's max_recv bounds what we send; its max_xmit what it sends us.
         self.max_xmit_frag = min(self.max_xmit_frag, ack.max_recv_frag)
-        self.bound = True
+        self.state = advance(CLIENT_TRANSITIONS, self.state, ClientEvent.BIND_ACK)
         self._pending = None
         return ack
 
@@ -146,6 +153,7 @@ class RpcClientConnection:
         """
         if not self.bound:
             raise ProtocolError("request before a successful bind")
+        self.state = advance(CLIENT_TRANSITIONS, self.state, ClientEvent.REQUEST)
         call_id = self._next_call_id()
         self._pending = call_id
         self._parts = []
@@ -166,6 +174,7 @@ class RpcClientConnection:
             raise ProtocolError(f"PDU for call {pdu.call_id} while waiting for call {self._pending}")
         if pdu.ptype == PType.FAULT:
             self._pending = None
+            self.state = advance(CLIENT_TRANSITIONS, self.state, ClientEvent.FAULT)
             raise RpcFaultError(decode_fault(pdu).status)
         if pdu.ptype != PType.RESPONSE:
             raise ProtocolError(f"expected a response PDU, got type {pdu.ptype}")
@@ -181,6 +190,7 @@ class RpcClientConnection:
         if not pdu.last:
             return None
         self._pending = None
+        self.state = advance(CLIENT_TRANSITIONS, self.state, ClientEvent.LAST_FRAGMENT)
         stub = b"".join(self._parts)
         self._parts = []
         return stub

@@ -59,6 +59,15 @@ from .security import (
     check_verifier,
     strip_verification_trailer,
 )
+from .state import (
+    AUTH_TRANSITIONS,
+    SERVER_TRANSITIONS,
+    AuthEvent,
+    AuthState,
+    ServerEvent,
+    ServerState,
+    advance,
+)
 
 
 @dataclass(frozen=True)
@@ -84,9 +93,19 @@ class _PendingRequest:
 class _ServerAuth:
     trailer: SecTrailer
     acceptor: AuthAcceptor
-    complete: bool = False
-    failed: bool = False
+    state: AuthState = AuthState.PENDING
     security: PacketSecurity | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.state in (AuthState.COMPLETE, AuthState.REVOKED)
+
+    @property
+    def failed(self) -> bool:
+        return self.state in (AuthState.FAILED, AuthState.REVOKED)
+
+    def advance(self, event: AuthEvent) -> None:
+        self.state = advance(AUTH_TRANSITIONS, self.state, event)
 
 
 class RpcServerConnection:
@@ -125,8 +144,7 @@ class RpcServerConnection:
         self._queued_bytes = 0
         self._request: _PendingRequest | None = None
         self._refused_call: int | None = None
-        self._bound = False
-        self.broken = False
+        self.state = ServerState.UNBOUND
         self._acceptor_factory = acceptor_factory
         self._auth: _ServerAuth | None = None
 
@@ -161,9 +179,14 @@ class RpcServerConnection:
                 calls.append(call)
         return calls
 
+    @property
+    def broken(self) -> bool:
+        """Input is ignored from now on (a framing error, a flood, ``abort`` or ``close``)."""
+        return self.state is ServerState.BROKEN
+
     def _break(self, status: int = RpcFaultStatus.nca_s_proto_error) -> None:
         # The byte stream is unsalvageable: tell the client once, then go quiet.
-        self.broken = True
+        self.state = advance(SERVER_TRANSITIONS, self.state, ServerEvent.BREAK)
         self._queue(fault_pdu(0, status))
 
     def _handle(self, pdu: Pdu) -> Call | None:
@@ -238,7 +261,7 @@ class RpcServerConnection:
         except RpcAuthError:
             # Sequence numbers are out of step from here on: fault this call, then go quiet.
             self._refuse(pdu, RpcFaultStatus.nca_s_fault_sec_pkg_error)
-            auth.failed = True
+            auth.advance(AuthEvent.BAD_VERIFIER)
             return None
 
     def _refuse(self, pdu: Pdu, status: int, context_id: int = 0) -> None:
@@ -255,7 +278,7 @@ class RpcServerConnection:
             self._queue(self._bind_nak(pdu.call_id, REASON_NOT_SPECIFIED))
             return
         # One BIND per association (more contexts come with ALTER_CONTEXT).
-        if pdu.ptype == PType.BIND and self._bound:
+        if pdu.ptype == PType.BIND and self.state is not ServerState.UNBOUND:
             self._queue(self._bind_nak(pdu.call_id, REASON_NOT_SPECIFIED))
             return
         reply_token: bytes | None = None
@@ -269,7 +292,7 @@ class RpcServerConnection:
                 return
             reply_token = outcome
         if pdu.ptype == PType.BIND:
-            self._bound = True
+            self.state = advance(SERVER_TRANSITIONS, self.state, ServerEvent.BIND_ACCEPTED)
             # A client may not ask for less than MIN_FRAG; we never send more than max_frag.
             self.xmit_frag = min(self.max_frag, max(MIN_FRAG, bind.max_recv_frag))
         results = [self._negotiate(ctx) for ctx in bind.contexts]
@@ -313,18 +336,19 @@ class RpcServerConnection:
         try:
             reply, done = auth.acceptor.step(token)
         except RpcAuthError:
-            auth.failed = True
+            auth.advance(AuthEvent.STEP_REFUSED)
             return NAK_REASON_NOT_SPECIFIED
         if done:
             self._finish_auth(auth)
         return reply
 
     def _finish_auth(self, auth: _ServerAuth) -> None:
-        auth.complete = True
-        if auth.trailer.auth_level in SIGNED_LEVELS:
-            auth.security = auth.acceptor.packet_security()
-            # An anonymous logon has no key: nothing to sign with, so no signed level.
-            auth.failed = auth.security is None
+        if auth.trailer.auth_level not in SIGNED_LEVELS:
+            auth.advance(AuthEvent.DONE_UNSIGNED)
+            return
+        auth.security = auth.acceptor.packet_security()
+        # An anonymous logon has no key: nothing to sign with, so no signed level.
+        auth.advance(AuthEvent.DONE_NO_KEY if auth.security is None else AuthEvent.DONE)
 
     def _auth3(self, pdu: Pdu) -> None:
         """The third leg (no answer is sent; a failure refuses every later call)."""
@@ -333,11 +357,11 @@ class RpcServerConnection:
             return
         expected = (auth.trailer.auth_type, auth.trailer.context_id)
         if (pdu.trailer.auth_type, pdu.trailer.context_id) != expected:
-            auth.failed = True
+            auth.advance(AuthEvent.AUTH3_MISMATCH)
             return
         self._auth_step(auth, pdu.auth_value)
         if not auth.complete:
-            auth.failed = True
+            auth.advance(AuthEvent.AUTH3_INCOMPLETE)
 
     def _negotiate(self, ctx: ContextElement) -> ContextResult:
         if any(t.uuid.bytes_le[:8] == BIND_TIME_FEATURE_PREFIX for t in ctx.transfer):
@@ -376,7 +400,7 @@ class RpcServerConnection:
         self._outgoing.clear()
         self._queued_bytes = 0
         self._auth = None
-        self.broken = True
+        self.state = advance(SERVER_TRANSITIONS, self.state, ServerEvent.BREAK)
 
     # ---- outgoing
 
