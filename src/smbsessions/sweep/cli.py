@@ -51,13 +51,6 @@ from .targets import (
     expand,
 )
 
-EXIT_OK = ExitCode.OK
-EXIT_ERROR = ExitCode.ERROR
-EXIT_USAGE = ExitCode.USAGE
-EXIT_AUTH = ExitCode.AUTH
-EXIT_SOME_FAILED = ExitCode.SOME_FAILED
-EXIT_INTERRUPTED = ExitCode.INTERRUPTED
-
 SWEEP_FORMATS = ("jsonl", "json", "csv", "table")
 MAX_LISTED_HOSTS = 20
 
@@ -183,6 +176,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def _check_args(args: argparse.Namespace) -> None:
+    """What argparse cannot check alone (--timeout, --deadline and --port are checked by their types)."""
     if not args.targets and not args.targets_file:
         raise UsageError("no targets: give TARGET arguments or --targets-file")
     if args.resume and not args.output:
@@ -197,12 +191,6 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UsageError("--max-entries must be at least 1")
     if args.processes is not None and args.processes < 1:
         raise UsageError("--processes must be at least 1")
-    if args.timeout <= 0:
-        raise UsageError("--timeout must be positive")
-    if args.deadline is not None and args.deadline <= 0:
-        raise UsageError("--deadline must be positive")
-    if not 0 < args.port < 65536:
-        raise UsageError("--port must be from 1 to 65535")
     if args.max_range < 1:
         raise UsageError("--max-range must be at least 1")
     if args.max_logon_failures < 1:
@@ -336,17 +324,17 @@ def cmd_sweep(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         where = args.output or "the output"
         err.write(f"smbsessions: error: cannot write {where}: {write_error.reason}; {finished} finished "
                   f"host(s) are in {where}; free space and rerun with --resume\n")
-        return EXIT_ERROR
+        return ExitCode.ERROR
     if stats.interrupted:
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     if stats.logon_stopped:
-        return EXIT_AUTH
+        return ExitCode.AUTH
     if whole is not None:
         counts = whole.counts()
         failed = sum(n for status, n in counts.items() if status not in ANSWERED)
     else:
         failed = stats.done - stats.answered + run.unwritable
-    return EXIT_SOME_FAILED if failed else EXIT_OK
+    return ExitCode.SOME_FAILED if failed else ExitCode.OK
 
 
 def _write_record(writer: Any, record: HostRecord, run: _Run, err: IO[str], progress: Progress) -> None:
