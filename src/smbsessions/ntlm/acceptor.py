@@ -63,6 +63,17 @@ class _State(IntEnum):
     FAILED = 3
 
 
+# The acceptor's whole life (MS-NLMP 3.2.5.1): NEGOTIATE moves INITIAL to CHALLENGE_SENT,
+# a verified AUTHENTICATE moves that to COMPLETE, any error (including a message after the
+# end) to FAILED. ``_move`` refuses every other step.
+_TRANSITIONS: dict[_State, frozenset[_State]] = {
+    _State.INITIAL: frozenset({_State.CHALLENGE_SENT, _State.FAILED}),
+    _State.CHALLENGE_SENT: frozenset({_State.COMPLETE, _State.FAILED}),
+    _State.COMPLETE: frozenset({_State.FAILED}),
+    _State.FAILED: frozenset({_State.FAILED}),
+}
+
+
 class NtlmAcceptor:
     """Server side of one NTLM exchange.
 
@@ -126,8 +137,13 @@ class NtlmAcceptor:
                 return None
             raise malformed("the NTLM exchange is already over")
         except NtlmError:
-            self._state = _State.FAILED
+            self._move(_State.FAILED)
             raise
+
+    def _move(self, to: _State) -> None:
+        if to not in _TRANSITIONS[self._state]:
+            raise RuntimeError(f"NTLM acceptor: no transition from {self._state.name} to {to.name}")
+        self._state = to
 
     def session_security(self) -> NtlmSessionSecurity:
         """A fresh server-side signing/sealing context for this logon (MS-NLMP 3.4)."""
@@ -170,7 +186,7 @@ class NtlmAcceptor:
         self.negotiate_flags = int(flags)
         self.negotiate_message = token
         self.challenge_message = challenge
-        self._state = _State.CHALLENGE_SENT
+        self._move(_State.CHALLENGE_SENT)
         return challenge
 
     # AUTHENTICATE -> identity (MS-NLMP 3.2.5.1.2, 3.3.2)
@@ -258,7 +274,7 @@ class NtlmAcceptor:
 
     def _finish(self, identity: NtlmIdentity) -> None:
         self._identity = identity
-        self._state = _State.COMPLETE
+        self._move(_State.COMPLETE)
 
 
 _UNKNOWN_USER_HASH = secrets.token_bytes(16)
