@@ -21,19 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from . import __version__
-from .cli_args import (  # noqa: F401  transitional: sweep/watch CLIs move to cli_args (issue 10), then this goes
-    Failure,
-    Interrupted,
-    MissingExtraError,
-    UsageError,
-    add_auth_arguments,
-    add_verbose_argument,
-    check_user_filter,
-    credentials_from_args,
-    level_number,
-    port_number,
-    positive_seconds,
-)
+from .cli_args import Failure, Interrupted, MissingExtraError, UsageError, add_verbose_argument
 
 if TYPE_CHECKING:
     from .exitcodes import ExitCode

@@ -14,7 +14,7 @@ import pytest
 
 from smbsessions import kerberos
 from smbsessions.auth import Credentials
-from smbsessions.cli import UsageError, add_auth_arguments, credentials_from_args
+from smbsessions.cli_args import UsageError, add_auth_arguments, credentials_from_args
 from smbsessions.status import AuthenticationError
 
 HAVE_KRB5 = kerberos.gssapi_available()
