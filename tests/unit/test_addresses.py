@@ -78,17 +78,6 @@ def test_listen_port_number_allows_any_free_port() -> None:
             listen_port_number(bad)
 
 
-def test_server_cli_validates_its_port() -> None:
-    from smbsessions.server import cli
-
-    parser = argparse.ArgumentParser()
-    cli.add_parser(parser.add_subparsers(dest="command"))
-    assert parser.parse_args(["serve", "--port", "0"]).port == 0
-    assert parser.parse_args(["serve"]).port == SMB_PORT
-    with pytest.raises(SystemExit):
-        parser.parse_args(["serve", "--port", "70000"])
-
-
 @pytest.mark.parametrize(
     ("text", "canonical"),
     [("127.0.0.1", "127.0.0.1"), ("::ffff:127.0.0.2", "127.0.0.2"), ("0:0::1", "::1"),

@@ -72,3 +72,12 @@ def test_the_server_and_demo_never_import_impacket() -> None:
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'impacket'))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_server_cli_validates_its_port() -> None:
+    parser = argparse.ArgumentParser()
+    cli.add_parser(parser.add_subparsers(dest="command"))
+    assert parser.parse_args(["serve", "--port", "0"]).port == 0
+    assert parser.parse_args(["serve"]).port == 445
+    with pytest.raises(SystemExit):
+        parser.parse_args(["serve", "--port", "70000"])
