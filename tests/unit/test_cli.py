@@ -108,9 +108,11 @@ def test_program_entry_freezes_the_collector_keeps_output_and_atexit(argv: list[
 
 def test_a_broken_command_module_fails_loudly_instead_of_vanishing_from_help(
         monkeypatch: pytest.MonkeyPatch) -> None:
+    import smbsessions.server
     from smbsessions import cli
 
     monkeypatch.setitem(sys.modules, "smbsessions.server.cli", None)  # import of it raises ImportError
+    monkeypatch.delattr(smbsessions.server, "cli", raising=False)  # an earlier test may have imported it
     with pytest.raises(ImportError) as raised:
         cli.build_parser()
     assert raised.value.name == "smbsessions.server.cli"
