@@ -231,6 +231,7 @@ class Fault:
 
 
 def encode_pdu(ptype: int, flags: int, call_id: int, body: bytes) -> bytes:
+    """One whole PDU: the common header (NDR20 little-endian data representation) and ``body``."""
     length = HEADER_SIZE + len(body)
     if length > MAX_FRAG:
         raise ValueError(f"PDU of {length} bytes exceeds a fragment's 16-bit length")
@@ -423,4 +424,4 @@ def fragment(
 def fault_pdu(call_id: int, status: int, context_id: int = 0) -> bytes:
     """A complete fault PDU (did-not-execute is implied for our refusals)."""
     return encode_pdu(PType.FAULT, PFC_FIRST_FRAG | PFC_LAST_FRAG | 0x20, call_id,
-                _FAULT.pack(0, context_id, 0, 0, status, 0))
+                      _FAULT.pack(0, context_id, 0, 0, status, 0))

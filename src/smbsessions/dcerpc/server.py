@@ -301,7 +301,7 @@ class RpcServerConnection:
         flags = PFC_FIRST_FRAG | PFC_LAST_FRAG | (pdu.flags & PFC_SUPPORT_HEADER_SIGN)
         if reply_token and self._auth is not None:  # an empty final token travels as no verifier
             self._queue(encode_pdu_with_auth(reply_type, flags, pdu.call_id, encode_bind_ack(ack),
-                                       self._auth.trailer, reply_token))
+                                             self._auth.trailer, reply_token))
         else:
             self._queue(encode_pdu(reply_type, flags, pdu.call_id, encode_bind_ack(ack)))
 
@@ -380,7 +380,7 @@ class RpcServerConnection:
 
     def _bind_nak(self, call_id: int, reason: int) -> bytes:
         return encode_pdu(PType.BIND_NAK, PFC_FIRST_FRAG | PFC_LAST_FRAG, call_id,
-                    struct.pack("<HB", reason, 1) + bytes([5, 0]))
+                          struct.pack("<HB", reason, 1) + bytes([5, 0]))
 
     @property
     def buffered_bytes(self) -> int:
