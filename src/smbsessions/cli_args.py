@@ -15,11 +15,14 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .addresses import SMB_PORT
+from .addresses import port_number as port_number  # the argparse type; sweep and watch take it from here
+
 if TYPE_CHECKING:
     from .auth import Credentials
 
+DEFAULT_PORT = SMB_PORT
 PASSWORD_ENV = "SMBSESSIONS_PASSWORD"  # auth.PASSWORD_ENV; a test checks they agree
-DEFAULT_PORT = 445  # auth.SMB_PORT; a test checks they agree
 LEVELS_TEXT = "0, 1, 2, 10 or 502"  # levels.VALID_LEVELS; a test checks they agree
 
 # Optional packages and the extra that installs each (pip install 'smbsessions[EXTRA]').
@@ -140,14 +143,6 @@ def level_number(text: str) -> int:
         check_level(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-    return value
-
-
-def port_number(text: str) -> int:
-    """argparse type: a TCP port, 1-65535."""
-    value = _integer(text)
-    if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError("a port is a number from 1 to 65535")
     return value
 
 

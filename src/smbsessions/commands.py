@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any
 
+from .addresses import format_host_port
 from .cli_args import (
     DEFAULT_PORT,
     LEVELS_TEXT,
@@ -176,15 +177,11 @@ def _host_port(args: argparse.Namespace) -> tuple[str, int]:
 
 def _target_host(args: argparse.Namespace) -> str:
     """HOST:PORT for messages: never the USER:PASSWORD@ part of the target."""
-    from .auth import format_host_port
-
     return format_host_port(*_host_port(args))
 
 
 def _connect(args: argparse.Namespace) -> SessionClient:
     import importlib.util
-
-    from .auth import format_host_port
 
     target = _parse_target(args)
     credentials = credentials_from_args(args, target.credentials)

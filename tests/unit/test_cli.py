@@ -72,11 +72,11 @@ def test_help_version_and_argument_errors_stay_light(argv: list[str], code: int)
 
 
 def test_the_clis_copies_of_shared_words_agree_with_their_homes() -> None:
-    from smbsessions import auth, cli, cli_args, levels
+    from smbsessions import addresses, auth, cli, cli_args, levels
     from smbsessions.exitcodes import ExitCode
 
     assert cli_args.PASSWORD_ENV == auth.PASSWORD_ENV
-    assert cli_args.DEFAULT_PORT == auth.SMB_PORT
+    assert cli_args.DEFAULT_PORT == addresses.SMB_PORT
     assert ", ".join(map(str, levels.VALID_LEVELS[:-1])) + f" or {levels.VALID_LEVELS[-1]}" == cli_args.LEVELS_TEXT
     assert cli.EXIT_DENIED is ExitCode.DENIED and cli.EXIT_INTERRUPTED is ExitCode.INTERRUPTED
     from smbsessions.rpc_auth import RpcAuthLevel
