@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -50,9 +50,9 @@ def scripted(answer: Callable[[int, int], EnumResponse]) -> tuple[list[tuple[int
     return calls, fetch
 
 
-def entries(plan_pages: object) -> list[SessionInfo]:
-    assert not isinstance(plan_pages, list)
-    return [info for page in plan_pages for info in page]  # type: ignore[attr-defined]
+def entries(pages: Iterator[list[SessionInfo]]) -> list[SessionInfo]:
+    """Every entry of every page (later pages are fetched as this runs)."""
+    return [info for page in pages for info in page]
 
 
 # ---------------------------------------------------------------- fallback order
