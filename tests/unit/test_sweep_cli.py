@@ -168,16 +168,16 @@ def test_disk_full_on_a_small_tmpfs(tmp_path: Path) -> None:
         output = mount / "out.jsonl"
         targets = [f"s{i}" for i in range(200)]
         probe_code = (
-            "import sys; sys.path.insert(0, sys.argv[1]); "
+            "import sys; "
             "from tests.unit import test_sweep_cli as t; from smbsessions.sweep import pool, cli as sweep_cli; "
             "sweep_cli.run_sweep = lambda *a, **k: pool.run_sweep(*a, **{**k, 'probe': t.fake_probe, "
             "'processes': 1}); "
-            "from smbsessions.cli import main; sys.exit(main(sys.argv[2:]))"
+            "from smbsessions.cli import main; sys.exit(main(sys.argv[1:]))"
         )
         root = str(Path(__file__).resolve().parents[2])
         result = subprocess.run(
-            [sys.executable, "-c", probe_code, root, "sweep", *targets, *CREDS, "-o", str(output)],
-            capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": root + "/src"},
+            [sys.executable, "-c", probe_code, "sweep", *targets, *CREDS, "-o", str(output)],
+            capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": root + "/src"}, cwd=root,
         )
         assert result.returncode == 1, result.stderr
         assert "No space left on device" in result.stderr and "Traceback" not in result.stderr
@@ -411,14 +411,15 @@ class _ListQueue:
 
 def test_output_piped_into_head_ends_quietly() -> None:
     root = str(Path(__file__).resolve().parents[2])
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from tests.unit import test_sweep_cli as t; "
+    code = ("import sys; from tests.unit import test_sweep_cli as t; "
             "from smbsessions.sweep import pool, cli as sweep_cli; "
             "sweep_cli.run_sweep = lambda *a, **k: pool.run_sweep(*a, **{**k, 'probe': t.fake_probe, "
-            "'processes': 1}); from smbsessions.cli import main; sys.exit(main(sys.argv[2:]))")
+            "'processes': 1}); from smbsessions.cli import main; sys.exit(main(sys.argv[1:]))")
     result = subprocess.run(
-        f"{sys.executable} -c \"{code}\" {root} sweep " + " ".join(f"s{i}" for i in range(300))
+        f"{sys.executable} -c \"{code}\" sweep " + " ".join(f"s{i}" for i in range(300))
         + " -U alice%pw | head -1",
         shell=True, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": root + "/src"},
+        cwd=root,
     )
     assert result.stdout.count("\n") == 1
     assert "free space" not in result.stderr and "Traceback" not in result.stderr
