@@ -20,10 +20,11 @@ present before anything is allocated, so a hostile count costs nothing; any
 inconsistency raises ``DecodeError`` (never another exception type).
 
 The message values themselves (``EnumRequest``, ``EnumResponse``, ``DelRequest``)
-live in ``messages``. This module runs past 500 lines on purpose: the measured
-fast paths (batched rows, cached string heads and layouts, the collector paused
-for big answers) sit beside the checked paths they must agree with, and
-``tests/unit/test_fast_paths.py`` holds them to it; apart they would drift.
+live in ``messages``; the NDR primitives shared with ``srvsvc_ndr`` (strings,
+unique pointers, the resume handle, the bounds-checked reader) in
+``ndr_primitives``. The measured fast paths (batched rows, cached string heads
+and layouts, the collector paused for big answers) stay here, beside the checked
+paths they must agree with (``tests/unit/test_fast_paths.py`` holds them to it).
 """
 
 from __future__ import annotations
@@ -40,56 +41,31 @@ from typing import Any
 
 from .levels import FIELDS, LEVELS, SessionInfo
 from .messages import DelRequest, EnumRequest, EnumResponse
+from .ndr_primitives import (
+    FIRST_REFERENT,
+    U32,
+    StubReader,
+    U32x2,
+    U32x3,
+    U32x4,
+    check_u32,
+    encode_resume_handle,
+    encode_string,
+    encode_unique_string,
+    read_string,
+)
 from .status import DecodeError
 
 OPNUM_NETR_SESSION_ENUM = 12
 OPNUM_NETR_SESSION_DEL = 13
 
-# Referent ids as Windows numbers them; any non-zero value means "present".
-_FIRST_REFERENT = 0x00020000
-
-# The codec functions themselves: str.encode/bytes.decode spend most of
-# their time looking the codec up by name (measured: ~5x slower per string).
+# The codec functions themselves (see ndr_primitives: ~5x faster than by name).
 _utf16_encode = codecs.utf_16_le_encode
 _utf16_decode = codecs.utf_16_le_decode
-
-_U32 = struct.Struct("<I")
-_U32x2 = struct.Struct("<II")
-_U32x3 = struct.Struct("<III")
-_U32x4 = struct.Struct("<IIII")
 
 
 
 # --------------------------------------------------------------------------- encoding
-
-
-def _encode_string(value: str) -> bytes:
-    """Conformant-varying string body with NUL, padded to a multiple of 4."""
-    raw = _utf16_encode(value, "surrogatepass")[0]
-    count = len(raw) // 2 + 1
-    # 12-byte header + 2*count bytes: odd count leaves 2 bytes to pad.
-    return _U32x3.pack(count, 0, count) + raw + (b"\0\0\0\0" if count & 1 else b"\0\0")
-
-
-def encode_unique_string(value: str | None, referent: int) -> bytes:
-    """A top-level ``[in, string, unique] wchar_t*`` parameter: referent id and string."""
-    if value is None:
-        return b"\0\0\0\0"
-    return _U32.pack(referent) + _encode_string(value)
-
-
-def check_u32(name: str, value: int) -> None:
-    """``ValueError`` unless ``value`` fits an NDR DWORD (a caller's mistake, before any byte is written)."""
-    if not 0 <= value <= 0xFFFFFFFF:
-        raise ValueError(f"{name} must fit in 32 bits, not {value}")
-
-
-def encode_resume_handle(value: int | None, referent: int) -> bytes:
-    """A ``[in, out, unique] DWORD* ResumeHandle``: NULL, or ``referent`` then the value."""
-    if value is None:
-        return b"\0\0\0\0"
-    check_u32("resume_handle", value)
-    return _U32x2.pack(referent, value)
 
 
 def encode_enum_request(request: EnumRequest) -> bytes:
@@ -97,21 +73,21 @@ def encode_enum_request(request: EnumRequest) -> bytes:
     check_u32("level", request.level)
     check_u32("prefmaxlen", request.prefmaxlen)
     parts = [
-        encode_unique_string(request.server_name, _FIRST_REFERENT),
-        encode_unique_string(request.client_name, _FIRST_REFERENT + 4),
-        encode_unique_string(request.user_name, _FIRST_REFERENT + 8),
+        encode_unique_string(request.server_name, FIRST_REFERENT),
+        encode_unique_string(request.client_name, FIRST_REFERENT + 4),
+        encode_unique_string(request.user_name, FIRST_REFERENT + 8),
     ]
     if request.level not in LEVELS:
         # No union arm exists for an unknown level (Samba answers the same way);
         # writing a container here would desynchronise every decoder, ours included.
-        parts.append(_U32x2.pack(request.level, request.level))
+        parts.append(U32x2.pack(request.level, request.level))
     elif request.container:
         # The client sends an empty container: EntriesRead 0, Buffer NULL.
-        parts.append(_U32x4.pack(request.level, request.level, _FIRST_REFERENT + 12, 0) + b"\0\0\0\0")
+        parts.append(U32x4.pack(request.level, request.level, FIRST_REFERENT + 12, 0) + b"\0\0\0\0")
     else:
-        parts.append(_U32x3.pack(request.level, request.level, 0))
-    parts.append(_U32.pack(request.prefmaxlen))
-    parts.append(encode_resume_handle(request.resume_handle, _FIRST_REFERENT + 16))
+        parts.append(U32x3.pack(request.level, request.level, 0))
+    parts.append(U32.pack(request.prefmaxlen))
+    parts.append(encode_resume_handle(request.resume_handle, FIRST_REFERENT + 16))
     return b"".join(parts)
 
 
@@ -123,7 +99,7 @@ def encode_session_array(level: int, entries: Sequence[SessionInfo]) -> bytes:
     in batches of rows so the intermediate lists stay cache-sized.
     """
     count = len(entries)
-    heads = [_U32.pack(count)]
+    heads = [U32.pack(count)]
     strings = []
     for first in range(0, count, _BATCH_ROWS):
         head, tail = _encode_batch(level, entries[first : first + _BATCH_ROWS], first)
@@ -150,7 +126,7 @@ def _encode_batch(level: int, entries: Sequence[SessionInfo], first_row: int) ->
         if field.kind == "str":
             strings[string_slots.index(slot) :: len(string_slots)] = column
             # Unique pointers only need a non-zero referent; number them as Windows does.
-            first = _FIRST_REFERENT + 0x100 + 4 * (slot + width * first_row)
+            first = FIRST_REFERENT + 0x100 + 4 * (slot + width * first_row)
             referents = range(first, first + 4 * width * count, 4 * width)
             if None in column:
                 column = [0 if value is None else ref for ref, value in zip(referents, column, strict=True)]
@@ -187,7 +163,7 @@ def _encode_strings(values: list[str]) -> bytes:
     data: bytes = _utf16_encode(text, "surrogatepass")[0]
     if len(data) == 2 * len(text):
         return data
-    return b"".join(map(_encode_string, values))
+    return b"".join(map(encode_string, values))
 
 
 class _StringHeads(dict[int, str]):
@@ -227,22 +203,22 @@ def encode_enum_response(response: EnumResponse) -> bytes:
     level = response.level
     check_u32("level", level)
     entries = response.entries
-    parts = [_U32x2.pack(level, level)]
+    parts = [U32x2.pack(level, level)]
     if level in LEVELS:
         if entries is None:
             parts.append(b"\0\0\0\0")
         elif not entries:
-            parts.append(_U32x3.pack(_FIRST_REFERENT, 0, 0))
+            parts.append(U32x3.pack(FIRST_REFERENT, 0, 0))
         else:
-            parts.append(_U32x3.pack(_FIRST_REFERENT, len(entries), _FIRST_REFERENT + 4))
+            parts.append(U32x3.pack(FIRST_REFERENT, len(entries), FIRST_REFERENT + 4))
             parts.append(encode_session_array(level, entries))
     elif entries:
         raise ValueError(f"level {level} has no union arm to carry entries")
     check_u32("total_entries", response.total_entries)
     check_u32("status", response.status)
-    parts.append(_U32.pack(response.total_entries))
-    parts.append(encode_resume_handle(response.resume_handle, _FIRST_REFERENT + 8))
-    parts.append(_U32.pack(response.status))
+    parts.append(U32.pack(response.total_entries))
+    parts.append(encode_resume_handle(response.resume_handle, FIRST_REFERENT + 8))
+    parts.append(U32.pack(response.status))
     return b"".join(parts)
 
 
@@ -250,9 +226,9 @@ def encode_del_request(request: DelRequest) -> bytes:
     """NDR stub of a NetrSessionDel request."""
     return b"".join(
         (
-            encode_unique_string(request.server_name, _FIRST_REFERENT),
-            encode_unique_string(request.client_name, _FIRST_REFERENT + 4),
-            encode_unique_string(request.user_name, _FIRST_REFERENT + 8),
+            encode_unique_string(request.server_name, FIRST_REFERENT),
+            encode_unique_string(request.client_name, FIRST_REFERENT + 4),
+            encode_unique_string(request.user_name, FIRST_REFERENT + 8),
         )
     )
 
@@ -260,76 +236,10 @@ def encode_del_request(request: DelRequest) -> bytes:
 def encode_del_response(status: int) -> bytes:
     """NDR stub of a NetrSessionDel response: the NET_API_STATUS alone."""
     check_u32("status", status)
-    return _U32.pack(status)
+    return U32.pack(status)
 
 
 # --------------------------------------------------------------------------- decoding
-
-
-class _Reader:
-    """Cursor over a stub; every read is bounds-checked."""
-
-    __slots__ = ("buf", "pos")
-
-    def __init__(self, buf: bytes) -> None:
-        self.buf = buf
-        self.pos = 0
-
-    def need(self, size: int, what: str) -> None:
-        if self.pos + size > len(self.buf):
-            raise DecodeError(
-                f"truncated stub: {what} needs {size} bytes at offset {self.pos},"
-                f" {len(self.buf) - self.pos} left"
-            )
-
-    def u32(self, what: str) -> int:
-        self.need(4, what)
-        (value,) = _U32.unpack_from(self.buf, self.pos)
-        self.pos += 4
-        return int(value)
-
-    def string(self, what: str) -> str:
-        value, self.pos = _read_string(self.buf, self.pos, what)
-        return value
-
-    def unique_string(self, what: str) -> str | None:
-        return self.string(what) if self.u32(what + " pointer") else None
-
-    def unique_u32(self, what: str) -> int | None:
-        """A ``[unique] DWORD*`` (a resume handle): None for NULL."""
-        return self.u32(what) if self.u32(what + " pointer") else None
-
-    def finish(self, what: str) -> None:
-        # Tolerate alignment padding a sender may leave at the end, nothing more.
-        left = len(self.buf) - self.pos
-        if left > 7 or any(self.buf[self.pos :]):
-            raise DecodeError(f"{left} unexpected bytes after the {what} at offset {self.pos}")
-
-
-def _read_string(buf: bytes, pos: int, what: str) -> tuple[str, int]:
-    """Decode a conformant-varying string at ``pos``; return it and the next aligned offset."""
-    if pos + 12 > len(buf):
-        raise DecodeError(f"truncated stub: {what} string header at offset {pos}")
-    max_count, offset, actual = _U32x3.unpack_from(buf, pos)
-    if offset != 0:
-        raise DecodeError(f"{what}: string offset {offset} at {pos} (must be 0)")
-    if actual > max_count:
-        raise DecodeError(f"{what}: actual_count {actual} exceeds max_count {max_count} at {pos}")
-    if actual == 0:
-        raise DecodeError(f"{what}: empty string without terminator at {pos}")
-    start = pos + 12
-    end = start + 2 * actual
-    if end > len(buf):
-        raise DecodeError(
-            f"truncated stub: {what} claims {actual} characters at {pos}, {len(buf) - start} bytes left"
-        )
-    if buf[end - 2] or buf[end - 1]:
-        raise DecodeError(f"{what}: string at {pos} lacks its NUL terminator")
-    try:
-        value = _utf16_decode(buf[start : end - 2], "surrogatepass", True)[0]
-    except UnicodeDecodeError as exc:  # pragma: no cover - surrogatepass accepts all pairs
-        raise DecodeError(f"{what}: undecodable string at {pos}: {exc}") from None
-    return value, end + (-end & 3)
 
 
 def decode_session_array(level: int, buf: bytes, pos: int, count: int) -> tuple[list[SessionInfo], int]:
@@ -343,7 +253,7 @@ def decode_session_array(level: int, buf: bytes, pos: int, count: int) -> tuple[
     width = len(fields)
     if pos + 4 > len(buf):
         raise DecodeError(f"truncated stub: array max_count at offset {pos}")
-    (max_count,) = _U32.unpack_from(buf, pos)
+    (max_count,) = U32.unpack_from(buf, pos)
     if max_count != count:
         raise DecodeError(f"array max_count {max_count} does not match EntriesRead {count}")
     pos += 4
@@ -505,7 +415,7 @@ _STRING_LAYOUTS = _StringLayouts()
 def _read_strings_checked(buf: bytes, pos: int, count: int) -> tuple[list[str], int]:
     texts = []
     for index in range(count):
-        text, pos = _read_string(buf, pos, f"session array string {index} of this batch")
+        text, pos = read_string(buf, pos, f"session array string {index} of this batch")
         texts.append(text)
     return texts, pos
 
@@ -517,7 +427,7 @@ _STRING_SLOTS: dict[int, tuple[int, ...]] = {
 
 def decode_enum_response(stub: bytes) -> EnumResponse:
     """Decode a NetrSessionEnum response stub; raises ``DecodeError`` on any inconsistency."""
-    reader = _Reader(bytes(stub))
+    reader = StubReader(bytes(stub))
     level = reader.u32("Level")
     switch = reader.u32("union discriminant")
     if switch != level:
@@ -540,7 +450,7 @@ def decode_enum_response(stub: bytes) -> EnumResponse:
 
 def decode_enum_request(stub: bytes) -> EnumRequest:
     """Decode a NetrSessionEnum request stub (the server side)."""
-    reader = _Reader(bytes(stub))
+    reader = StubReader(bytes(stub))
     server = reader.unique_string("ServerName")
     client = reader.unique_string("ClientName")
     user = reader.unique_string("UserName")
@@ -566,7 +476,7 @@ def decode_enum_request(stub: bytes) -> EnumRequest:
 
 def decode_del_request(stub: bytes) -> DelRequest:
     """Decode a NetrSessionDel request stub (the server side)."""
-    reader = _Reader(bytes(stub))
+    reader = StubReader(bytes(stub))
     server = reader.unique_string("ServerName")
     client = reader.unique_string("ClientName")
     user = reader.unique_string("UserName")
@@ -576,13 +486,10 @@ def decode_del_request(stub: bytes) -> DelRequest:
 
 def decode_del_response(stub: bytes) -> int:
     """Decode a NetrSessionDel response stub: its NET_API_STATUS."""
-    reader = _Reader(bytes(stub))
+    reader = StubReader(bytes(stub))
     status = reader.u32("return value")
     reader.finish("NetrSessionDel response")
     return status
 
 
 # Shared with ``srvsvc_ndr`` (share and server info levels): one string codec, one reader.
-StubReader = _Reader
-encode_string = _encode_string
-FIRST_REFERENT = _FIRST_REFERENT

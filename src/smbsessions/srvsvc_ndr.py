@@ -41,7 +41,7 @@ from .messages import (
     ShareGetInfoResponse,
     TimeOfDay,
 )
-from .ndr import (
+from .ndr_primitives import (
     FIRST_REFERENT,
     StubReader,
     check_u32,
