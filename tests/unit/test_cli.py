@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from smbsessions import cli, cli_args
-from smbsessions.exitcodes import COMMAND_CODES, MEANINGS
+from smbsessions.exitcodes import COMMAND_CODES, MEANINGS, ExitCode
 from smbsessions.status import (
     AuthenticationError,
     DecodeError,
@@ -193,3 +193,11 @@ def test_other_commands_help_documents_options_exit_codes_and_examples(command: 
 )
 def test_exit_codes(error: Exception, code: int) -> None:
     assert cli.exit_code_for(error) == code
+
+
+def test_serve_help_lists_its_exit_codes_from_the_one_enum() -> None:
+    text = subparser("serve").format_help()
+    codes = text.split("exit codes:\n", 1)[1]
+    for code in COMMAND_CODES["serve"]:
+        assert re.search(rf"^  {int(code)}\s+\S", codes, re.M), code
+    assert MEANINGS[ExitCode.LISTEN_FAILED] in codes

@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from smbsessions.addresses import SMB_PORT, listen_port_number
+from smbsessions.exitcodes import COMMAND_CODES, ExitCode, exit_codes_text
 from smbsessions.rules import SessionInfoPolicy
 
 log = logging.getLogger("smbsessions.server")
-EXIT_OK = 0
-EXIT_USAGE = 2
-EXIT_BIND = 10
+EXIT_OK = ExitCode.OK
+EXIT_USAGE = ExitCode.USAGE
+EXIT_BIND = ExitCode.LISTEN_FAILED
+SERVE_MEANINGS = {ExitCode.OK: "stopped cleanly", ExitCode.USAGE: "bad arguments or sessions file"}
 
 
 def add_parser(commands: Any) -> None:
@@ -30,7 +32,8 @@ def add_parser(commands: Any) -> None:
                     "MS-SRVS over the server's real sessions (plus optional decoys). Logons are NTLMv2 "
                     "or anonymous (no Kerberos). Logs connections, logons, enumerations and deletions, "
                     "never passwords.",
-        epilog="exit codes: 0 stopped cleanly, 2 bad arguments or sessions file, 10 cannot listen",
+        epilog=exit_codes_text(COMMAND_CODES["serve"], SERVE_MEANINGS),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     serve.add_argument("--bind", default="127.0.0.1", metavar="ADDR",
                        help="address to listen on (default 127.0.0.1; '::' or 0.0.0.0 to serve the network)")
