@@ -26,9 +26,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import NamedTuple, TextIO
 
-# Transitional (issue 10): importers still moving to smbsessions.addresses find these here.
-from smbsessions.addresses import SMB_PORT as SMB_PORT
-from smbsessions.addresses import format_host_port as format_host_port
 from smbsessions.addresses import parse_host_port, strip_host_prefix
 from smbsessions.status import AuthenticationError
 
