@@ -37,7 +37,7 @@ from .transport import SmbPipe
 
 __all__ = [
     "MAX_ENTRIES", "MAX_RESPONSE_BYTES", "Enumeration", "Pipe", "PipeOpener", "Session", "SessionClient",
-    "normalize_client_name", "open_smb_pipe",
+    "open_smb_pipe",
 ]
 
 log = logging.getLogger("smbsessions.client")
@@ -100,15 +100,11 @@ def open_smb_pipe(host: str, port: int, *, credentials: Credentials, timeout: fl
                         logon_guard=logon_guard)
 
 
-normalize_client_name = canonical_client_name
-"""``127.0.0.2`` -> ``\\\\127.0.0.2``; ``::1`` -> ``\\\\[::1]``; ``\\\\WS1`` unchanged (see rules)."""
-
-
 class _OwnSession:
     """Recognises our own session in an enumeration (see ``Session.own_session``)."""
 
     def __init__(self, local_address: str | None, user: str, opened: float) -> None:
-        self.cname = normalize_client_name(local_address) if local_address else None
+        self.cname = canonical_client_name(local_address) if local_address else None
         self.user = user.casefold()
         self.opened = opened
 
@@ -126,7 +122,7 @@ class _OwnSession:
 def _as_session(info: SessionInfo, level: int, own: _OwnSession | None = None) -> Session:
     raw = info.cname
     if raw is not None:
-        info = info._replace(cname=normalize_client_name(raw))
+        info = info._replace(cname=canonical_client_name(raw))
     return Session(info.project(level), level, raw, own is not None and own(info))
 
 
@@ -329,7 +325,7 @@ class SessionClient:
         request = EnumRequest(
             level,
             server_name=None,
-            client_name=normalize_client_name(client) if client else None,
+            client_name=canonical_client_name(client) if client else None,
             user_name=user or None,
             prefmaxlen=max_length,
             resume_handle=resume_handle,
@@ -421,7 +417,7 @@ class SessionClient:
         if not client and not user and not force_all:
             raise ValueError("refusing to delete every session: name a client or a user, or pass force_all")
         request = DelRequest(
-            None, normalize_client_name(client) if client else None, user or None
+            None, canonical_client_name(client) if client else None, user or None
         )
         try:
             status = decode_del_response(self._call(OPNUM_NETR_SESSION_DEL, encode_del_request(request)))
@@ -447,5 +443,5 @@ class SessionClient:
         if pipe is None:
             return False
         own = SessionInfo(cname=pipe.local_address[0], username=self.credentials.username)
-        return session_matches(own, normalize_client_name(client) if client else None, user)
+        return session_matches(own, canonical_client_name(client) if client else None, user)
 

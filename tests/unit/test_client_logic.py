@@ -10,12 +10,12 @@ import pytest
 
 from smbsessions import client as client_module
 from smbsessions.auth import Credentials
-from smbsessions.client import Pipe, PipeOpener, SessionClient, normalize_client_name
+from smbsessions.client import Pipe, PipeOpener, SessionClient
 from smbsessions.dcerpc import HEADER, PFC_FIRST_FRAG, PType, RpcServerConnection
 from smbsessions.levels import SessionInfo
 from smbsessions.messages import EnumResponse
 from smbsessions.ndr import decode_enum_request, encode_enum_response
-from smbsessions.rules import SessionInfoPolicy
+from smbsessions.rules import SessionInfoPolicy, canonical_client_name
 from smbsessions.server.srvsvc import SrvsvcEndpoint
 from smbsessions.server.types import CallerInfo
 from smbsessions.status import HostTimeoutError, NetApiError, NetApiStatus, ProtocolError, TransportError
@@ -193,7 +193,7 @@ def test_delete_refuses_everyone_unless_forced() -> None:
     ],
 )
 def test_client_names_are_normalized(raw: str, normalized: str) -> None:
-    assert normalize_client_name(raw) == normalized
+    assert canonical_client_name(raw) == normalized
 
 
 def test_raw_client_name_is_kept() -> None:
