@@ -48,7 +48,7 @@ from smbsessions.server.smb2.state import (
 )
 from smbsessions.server.smb2_crypto import preauth_hash
 from smbsessions.server.types import CallerInfo, PipeFactory
-from smbsessions.status import NtStatus, ntstatus_name
+from smbsessions.status import NtStatus
 
 log = logging.getLogger("smbsessions.server")
 
@@ -446,4 +446,4 @@ class _Drop(Exception):
     """The connection must be dropped (MS-SMB2 says 'disconnect' for this)."""
 
 
-__all__ = ["CoreConfig", "ServerConnection", "SessionRegistry", "SessionSecurity", "ntstatus_name"]
+__all__ = ["CoreConfig", "ServerConnection", "SessionRegistry", "SessionSecurity"]

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from enum import IntEnum, IntFlag
 
-from smbsessions.server.smb2_crypto import Cipher, SigningAlgorithm
+from smbsessions.server.smb2_crypto import SMB2_FLAGS_SIGNED, TRANSFORM_HEADER_SIZE, Cipher, SigningAlgorithm
+from smbsessions.server.smb2_crypto import SMB2_HEADER_SIZE as HEADER_SIZE
+from smbsessions.server.smb2_crypto import SMB2_PROTOCOL_ID as SMB2_MAGIC
+from smbsessions.server.smb2_crypto import TRANSFORM_PROTOCOL_ID as TRANSFORM_MAGIC
 
-__all__ = ["Cipher", "SigningAlgorithm"]  # declared with the crypto that uses them; re-exported
+# Declared with the crypto that uses them (which the core imports, not the other way round);
+# re-exported under the core's names.
+__all__ = [
+    "HEADER_SIZE", "SMB2_MAGIC", "TRANSFORM_HEADER_SIZE", "TRANSFORM_MAGIC", "Cipher", "SigningAlgorithm",
+]
 
-SMB2_MAGIC = b"\xfeSMB"
 SMB1_MAGIC = b"\xffSMB"
-TRANSFORM_MAGIC = b"\xfdSMB"
-HEADER_SIZE = 64
-TRANSFORM_HEADER_SIZE = 52
 
 # The one FileId value meaning "the FileId of the previous related request" and
 # the FileId FSCTL_VALIDATE_NEGOTIATE_INFO carries.
@@ -45,7 +48,7 @@ class HeaderFlags(IntFlag):
     SERVER_TO_REDIR = 0x00000001
     ASYNC_COMMAND = 0x00000002
     RELATED_OPERATIONS = 0x00000004
-    SIGNED = 0x00000008
+    SIGNED = SMB2_FLAGS_SIGNED
     DFS_OPERATIONS = 0x10000000
     REPLAY_OPERATION = 0x20000000
 
