@@ -185,6 +185,13 @@ def _connect(args: argparse.Namespace) -> SessionClient:
 
     target = _parse_target(args)
     credentials = credentials_from_args(args, target.credentials)
+    if args.rpc_auth:  # before any Kerberos work: a usage error, whatever the ticket cache holds
+        from .rpc_auth import require_ntlm_account
+
+        try:
+            require_ntlm_account(credentials)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     if credentials.kerberos and importlib.util.find_spec("gssapi") is None:
         raise MissingExtraError("gssapi", "Kerberos (-k)")
     if credentials.kerberos:  # the TGT once, before connecting (typed KerberosErrors)
@@ -195,11 +202,8 @@ def _connect(args: argparse.Namespace) -> SessionClient:
     from .client import SessionClient  # here, not at the top: it pulls in smbprotocol
 
     _log().info("connecting to %s as %s", format_host_port(target.host, port), credentials)
-    try:
-        client = SessionClient(target.host, port, credentials=credentials, timeout=args.timeout,
-                               require_encryption=args.encrypt, rpc_auth=args.rpc_auth)
-    except ValueError as exc:  # --rpc-auth with --anonymous or -k: RPC-level auth is NTLM
-        raise UsageError(str(exc)) from None
+    client = SessionClient(target.host, port, credentials=credentials, timeout=args.timeout,
+                           require_encryption=args.encrypt, rpc_auth=args.rpc_auth)
     client.start_deadline()  # one --timeout for the whole command: connect, every page, the output
     return client
 

@@ -133,14 +133,20 @@ class _SpnegoPacketSecurity:
         return result.buffers[1].data or b""
 
 
+def require_ntlm_account(credentials: Credentials) -> None:
+    """RPC-level authentication is NTLM: a null session or a Kerberos logon cannot do it
+    (ValueError, checked before any logon so a command fails as a usage error)."""
+    if credentials.anonymous or credentials.kerberos:
+        raise ValueError("RPC-level authentication needs an NTLM account (a password or an NT hash)")
+
+
 class NtlmRpcInitiator:
     """``dcerpc.AuthInitiator`` for raw NTLM (auth type 10) with pyspnego."""
 
     auth_type: int = AuthType.WINNT
 
     def __init__(self, credentials: Credentials, hostname: str = "unspecified") -> None:
-        if credentials.anonymous or credentials.kerberos:
-            raise ValueError("RPC-level authentication needs an NTLM account (a password or an NT hash)")
+        require_ntlm_account(credentials)
         nt_hash = credentials.nt_hash or nt_hash_of(credentials.password or "")
         self._context = spnego.client(
             spnego.NTLMHash(username=credentials.principal, nt_hash=nt_hash), hostname=hostname,

@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -81,25 +82,36 @@ def test_a_trickled_header_is_a_timeout() -> None:
 # ---------------------------------------------------------------- whole commands, measured
 
 
+# Linux keeps a process's peak RSS (ru_maxrss) across exec, and a child starts with the
+# peak of the process it was forked from: measured straight from pytest (hundreds of MB
+# late in a full run), every command would inherit pytest's peak. A small launcher runs
+# the command as its own child and reports that child's peak, so only the command counts.
+LAUNCHER = """
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(child.pid, 0)
+with open(sys.argv[1], "w") as report:
+    report.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_measured(args: list[str], limit: float = 60.0) -> tuple[int, int, float, str]:
     """Run ``smbsessions ARGS``; (exit code, peak RSS of the tree in KiB, seconds, stderr)."""
     env = {**os.environ, "PYTHONPATH": SRC, "SMBSESSIONS_PASSWORD": "alicepw"}
     code = "import sys; from smbsessions.cli import main; sys.exit(main(sys.argv[1:]))"
-    start = time.monotonic()
-    with subprocess.Popen(
-        [sys.executable, "-c", code, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    ) as process:
-        assert process.stderr is not None
-        stderr = b""
-        timer = threading.Timer(limit, process.kill)
-        timer.start()
+    with tempfile.TemporaryDirectory() as scratch:
+        report = Path(scratch, "maxrss")
+        start = time.monotonic()
         try:
-            stderr = process.stderr.read()
-            _, status, usage = os.wait4(process.pid, 0)
+            done = subprocess.run(
+                [sys.executable, "-c", LAUNCHER, str(report), sys.executable, "-c", code, *args],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=limit,
+            )
         finally:
-            timer.cancel()
-        process.returncode = os.waitstatus_to_exitcode(status)
-    return process.returncode, int(usage.ru_maxrss), time.monotonic() - start, stderr.decode()
+            seconds = time.monotonic() - start
+        rss_kb = int(report.read_text())
+    return done.returncode, rss_kb, seconds, done.stderr.decode()
 
 
 @pytest.mark.parametrize("handler", [http_400, huge_length, trickle_huge])

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -89,27 +91,43 @@ def read_accounts_file(path: Path) -> list[str]:
     return specs
 
 
-def _setup_logging(kind: str, quiet: bool, err: IO[str]) -> None:
+@contextmanager
+def _server_logging(kind: str, quiet: bool, err: IO[str]) -> Iterator[None]:
+    """Our records to ``err`` in the chosen format while the server runs; the logger's
+    previous state comes back afterwards (``run`` may be called in-process, e.g. by tests)."""
     from smbsessions.server.logfmt import formatter
 
     logger = logging.getLogger("smbsessions")
+    saved = logger.propagate, logger.level
     handler = logging.StreamHandler(err)
     handler.setFormatter(formatter(kind))
     logger.addHandler(handler)
     logger.propagate = False
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate, level = saved
+        logger.setLevel(level)
 
 
 def run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    from smbsessions.server.accounts import parse_account
-    from smbsessions.server.decoys import SessionsFileError, load_sessions_file
-    from smbsessions.server.shell import FILE_SHARES_REFUSED, build_server
-    from smbsessions.server.srvsvc import srvsvc_factory
+    from smbsessions.server.shell import FILE_SHARES_REFUSED
 
     if args.share:
         err.write(f"smbsessions serve: --share: {FILE_SHARES_REFUSED}\n")
         return EXIT_USAGE
-    _setup_logging(args.log_format, args.quiet, err)
+    with _server_logging(args.log_format, args.quiet, err):
+        return _serve(args, out, err)
+
+
+def _serve(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from smbsessions.server.accounts import parse_account
+    from smbsessions.server.decoys import SessionsFileError, load_sessions_file
+    from smbsessions.server.shell import build_server
+    from smbsessions.server.srvsvc import srvsvc_factory
+
     policy = SessionInfoPolicy(args.session_info)
     specs = list(args.account)
     if args.accounts_file:
