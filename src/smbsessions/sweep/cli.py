@@ -12,13 +12,9 @@ import argparse
 import contextlib
 import dataclasses
 import os
-import signal
 import textwrap
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from types import FrameType
 from typing import IO, Any
 
 from .. import logsetup
@@ -30,6 +26,7 @@ from ..cli_args import (
     level_number,
     port_number,
     positive_seconds,
+    sigterm_as_interrupt,
 )
 from ..exitcodes import ExitCode, exit_codes_text
 from ..output import printable
@@ -158,22 +155,6 @@ def add_parser(commands: Any) -> None:
 # --------------------------------------------------------------------------- command
 
 
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM ends the sweep like Ctrl-C: finished records kept, summary printed."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
 
 def _check_args(args: argparse.Namespace) -> None:
     """What argparse cannot check alone (--timeout, --deadline and --port are checked by their types)."""
@@ -298,7 +279,7 @@ def cmd_sweep(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     write_error: OutputWriteError | None = None
     with logsetup.before_emit(progress.clear):
         try:
-            with _sigterm_as_interrupt():
+            with sigterm_as_interrupt():
                 run_sweep(targets, config, on_record, concurrency=args.concurrency,
                           processes=args.processes, on_tick=progress.tick, stats=stats)
         except KeyboardInterrupt:

@@ -7,36 +7,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import signal
-import threading
 import time
-from collections.abc import Iterator
-from types import FrameType
 from typing import IO, Any
 
-from ..cli_args import UsageError, credentials_from_args
+from ..cli_args import UsageError, credentials_from_args, sigterm_as_interrupt
 from ..exitcodes import ExitCode
 from ..sweep.targets import DEFAULT_MAX_RANGE, BadEntry, Target, TargetSource, expand
 
 LEASE_MINIMUM = 120.0
 """Seconds: the shortest lease a watcher takes on its hosts."""
 
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM stops the watch like Ctrl-C: the round's polls are kept and written."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _targets(args: argparse.Namespace, err: IO[str]) -> list[Target]:
@@ -154,7 +134,7 @@ def cmd_watch(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                   + (f"; metrics on http://{listen[0]}:{listen[1]}/metrics" if listen else "") + "\n")
         err.flush()
         try:
-            with _sigterm_as_interrupt():
+            with sigterm_as_interrupt():
                 watcher.run(args.rounds, args.interval)
         except KeyboardInterrupt:
             err.write("smbsessions watch: stopping\n")
