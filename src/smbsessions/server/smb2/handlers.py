@@ -399,15 +399,24 @@ def read(open_: PipeOpen, request: ReadRequest) -> Result:
     return Result(int(status), codec.read_response(data))
 
 
+_PIPE_REFUSALS = (PipeBusyError, PipeOverflowError, OSError)
+
+
+def _pipe_refusal(exc: Exception) -> Result:
+    """A write (or transceive) the pipe refused: unread output queued, an answer over the
+    output cap, or a closed pipe."""
+    if isinstance(exc, PipeBusyError):
+        return error(NtStatus.STATUS_PIPE_BUSY)
+    if isinstance(exc, PipeOverflowError):
+        return error(NtStatus.STATUS_INSUFFICIENT_RESOURCES)
+    return error(NtStatus.STATUS_PIPE_DISCONNECTED)
+
+
 def write(open_: PipeOpen, request: WriteRequest) -> Result:
     try:
         open_.pipe.write(request.data)
-    except PipeBusyError:
-        return error(NtStatus.STATUS_PIPE_BUSY)
-    except PipeOverflowError:
-        return error(NtStatus.STATUS_INSUFFICIENT_RESOURCES)
-    except OSError:
-        return error(NtStatus.STATUS_PIPE_DISCONNECTED)
+    except _PIPE_REFUSALS as exc:
+        return _pipe_refusal(exc)
     return Result(body=codec.write_response(len(request.data)))
 
 
@@ -419,12 +428,8 @@ def ioctl(open_: PipeOpen, request: IoctlRequest) -> Result:
     if request.ctl_code == FSCTL_PIPE_TRANSCEIVE:
         try:
             data, more = open_.pipe.transceive(request.input, min(request.max_output, MAX_IO_SIZE))
-        except PipeBusyError:
-            return error(NtStatus.STATUS_PIPE_BUSY)
-        except PipeOverflowError:
-            return error(NtStatus.STATUS_INSUFFICIENT_RESOURCES)
-        except OSError:
-            return error(NtStatus.STATUS_PIPE_DISCONNECTED)
+        except _PIPE_REFUSALS as exc:
+            return _pipe_refusal(exc)
         status = NtStatus.STATUS_BUFFER_OVERFLOW if more else NtStatus.STATUS_SUCCESS
         return Result(int(status), codec.ioctl_response(request.ctl_code, open_.file_id, data))
     if request.ctl_code == FSCTL_PIPE_WAIT:
