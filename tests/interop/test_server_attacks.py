@@ -1220,8 +1220,6 @@ def test_client_that_never_reads_its_replies(shared_server: ServerProcess) -> No
     client.close()
 
 
-@pytest.mark.xfail(strict=True, reason="H7 BUG (open at the deadline): no per-connection budget for queued "
-                   "pipe output; one connection holds ~61 MiB of unread enumerations")
 def test_unread_enumerations_are_bounded_per_connection(tmp_path: Path) -> None:
     """Issue 8 asks for a cap on buffered bytes per connection. With 10,000 decoys and the
     'authenticated' policy, a plain account starts a NetrSessionEnum on every pipe it may open,
@@ -1281,8 +1279,6 @@ def test_connection_churn_does_not_evict_an_administrator_logging_on(tmp_path: P
         assert not failures, f"{len(failures)} of {attempts} admin enumerations failed: {failures[:2]}"
 
 
-@pytest.mark.xfail(strict=True, reason="H7 BUG (open at the deadline): max_connections is not bounded by "
-                   "RLIMIT_NOFILE, so at EMFILE the kept slots never apply and the admin waits in the backlog")
 def test_descriptor_exhaustion_neither_spins_nor_locks_the_administrator_out(tmp_path: Path) -> None:
     """Issue 8: at a 1,024-descriptor limit the accept loop spun at 0.8 core and administrators were
     locked out. Here the limit is 256 (below max_connections) and 300 silent connections arrive

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from smbsessions.server.limits import Timeouts, evictions
+import pytest
+
+from smbsessions.server.limits import Budget, Timeouts, connection_cap, evictions, take_all
+from smbsessions.server.pipe import PipeHandle, PipeOverflowError
 
 
 @dataclass(frozen=True)
@@ -80,3 +83,117 @@ def test_both_caps_can_evict_one_each() -> None:
 def test_no_reserved_slots_means_no_slot_eviction() -> None:
     flood = [Conn("10.0.0.9", float(t)) for t in range(1, 8)]
     assert evictions("10.0.0.5", flood, max_per_address=64, max_connections=8, reserved=0) == []
+
+
+# --------------------------------------------------------------------------- descriptor limit
+
+
+def test_connection_cap_fits_under_the_descriptor_limit() -> None:
+    assert connection_cap(1024, 256, reserve=32) == 224
+    assert connection_cap(1024, 1024, reserve=32) == 992
+
+
+def test_connection_cap_keeps_a_lower_configured_value() -> None:
+    assert connection_cap(100, 1 << 20, reserve=32) == 100
+
+
+def test_connection_cap_without_a_limit_is_the_configured_value() -> None:
+    assert connection_cap(1024, None) == 1024
+    assert connection_cap(1024, -1) == 1024  # RLIM_INFINITY
+
+
+def test_connection_cap_is_at_least_one() -> None:
+    assert connection_cap(1024, 10, reserve=32) == 1
+
+
+# --------------------------------------------------------------------------- budgets
+
+
+def test_budget_takes_up_to_its_limit_and_gives_back() -> None:
+    budget = Budget(10)
+    assert budget.take(6)
+    assert not budget.take(5)  # 11 > 10: refused, nothing taken
+    assert budget.used == 6
+    assert budget.take(4)
+    assert not budget.take()
+    budget.give(7)
+    assert budget.used == 3
+    budget.give(100)  # never below zero
+    assert budget.used == 0
+
+
+def test_take_all_takes_from_every_budget_or_none() -> None:
+    small, large = Budget(5), Budget(100)
+    assert not take_all((large, small), 6)
+    assert (large.used, small.used) == (0, 0)
+    assert take_all((large, small), 5)
+    assert (large.used, small.used) == (5, 5)
+
+
+class Answers:
+    """A pipe endpoint that answers every write with ``size``-byte messages, ``count`` of them."""
+
+    def __init__(self, size: int, count: int = 1) -> None:
+        self.size, self.count = size, count
+        self.queued: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.queued.extend(bytes(self.size) for _ in range(self.count))
+
+    def read(self, max_len: int) -> tuple[bytes, bool]:
+        if not self.queued:
+            return b"", False
+        message = self.queued[0]
+        if len(message) <= max_len:
+            self.queued.pop(0)
+            return message, False
+        self.queued[0] = message[max_len:]
+        return message[:max_len], True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_queued_output_is_counted_until_read() -> None:
+    connection, server = Budget(1000), Budget(10_000)
+    pipe = PipeHandle(Answers(300, count=2), budgets=(connection, server))
+    pipe.write(b"request")
+    assert (connection.used, server.used) == (600, 600)
+    assert pipe.read(100) == (bytes(100), True)
+    assert (connection.used, server.used) == (500, 500)
+    pipe.read(1000)
+    pipe.read(1000)
+    assert (connection.used, server.used) == (0, 0)
+    assert not pipe.pending()
+
+
+def test_an_answer_over_a_budget_is_refused_and_not_queued() -> None:
+    connection, server = Budget(1000), Budget(1500)
+    first = PipeHandle(Answers(800), budgets=(connection, server))
+    first.write(b"request")
+    other_connection = Budget(1000)
+    second = PipeHandle(Answers(800), budgets=(other_connection, server))
+    with pytest.raises(PipeOverflowError):
+        second.write(b"request")  # 1600 > the server's 1500
+    assert not second.pending()
+    assert (other_connection.used, server.used) == (0, 800)
+    third = PipeHandle(Answers(300), budgets=(connection, server))
+    with pytest.raises(PipeOverflowError):
+        third.transceive(b"request", 100)  # 1100 > the connection's 1000
+    assert (connection.used, server.used) == (800, 800)
+    first.read(2000)
+    assert third.transceive(b"request", 1000) == (bytes(300), False)  # room again; pipe still usable
+    assert (connection.used, server.used) == (0, 0)
+
+
+def test_closing_a_pipe_gives_its_unread_output_back() -> None:
+    connection, server = Budget(1000), Budget(1000)
+    endpoint = Answers(700)
+    pipe = PipeHandle(endpoint, budgets=(connection, server))
+    pipe.write(b"request")
+    pipe.read(10)
+    pipe.close()
+    pipe.close()
+    assert (connection.used, server.used) == (0, 0)
+    assert endpoint.closed

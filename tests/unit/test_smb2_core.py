@@ -402,6 +402,24 @@ def test_logoff_closes_the_pipes_and_the_session() -> None:
     assert client.transceive(file_id, b"x")[0] == NtStatus.STATUS_USER_SESSION_DELETED
 
 
+def test_unread_output_over_the_connection_budget_is_refused_and_released_on_close() -> None:
+    client = Client(max_unread_per_connection=30)
+    client.negotiate([0x0202, 0x0210])
+    client.null_logon()
+    client.tree_connect()
+    _, first = client.create()
+    _, second = client.create()
+    # 25 bytes of answer, 9 read: 16 stay queued against the connection and the server.
+    assert client.transceive(first, b"x" * 20, max_output=9)[0] == NtStatus.STATUS_BUFFER_OVERFLOW
+    assert (client.conn.unread.used, client.config.unread_budget.used) == (16, 16)
+    # 16 + 25 > 30: refused, nothing queued on the second pipe.
+    assert client.transceive(second, b"y" * 20)[0] == NtStatus.STATUS_INSUFFICIENT_RESOURCES
+    assert client.read(second, 100)[0] == NtStatus.STATUS_PIPE_EMPTY
+    assert (client.conn.unread.used, client.config.unread_budget.used) == (16, 16)
+    client.conn.close("test")
+    assert (client.conn.unread.used, client.config.unread_budget.used) == (0, 0)
+
+
 def test_anonymous_refused_when_disabled() -> None:
     from smbsessions.ntlm import ntlm_anonymous_authenticate, ntlm_anonymous_negotiate
 

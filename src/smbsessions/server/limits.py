@@ -13,12 +13,16 @@ this module says what the numbers are and what follows from them:
   place, the oldest unauthenticated one (from that address, or from the most
   crowded address) is evicted.
 * ``raise_nofile_limit``: RLIMIT_NOFILE to its hard limit (each connection is a
-  descriptor).
+  descriptor); ``connection_cap`` keeps ``max_connections`` below it, so the kept
+  slots and evictions apply before accept() fails with EMFILE.
+* ``Budget``: a count with a ceiling shared by threads (pipe opens server-wide;
+  bytes of unread pipe output per connection and server-wide).
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
@@ -37,6 +41,53 @@ SWEEP_INTERVAL = 0.25
 STOP_TIMEOUT = 5.0
 MAX_PIPES_SERVER = 8192
 WRITE_HIGH_WATER = 1 << 20  # stop reading a client that does not read its replies
+# Unread pipe output (answers queued for the client to read), per connection and server-wide:
+# a write whose answer would go over either is refused (STATUS_INSUFFICIENT_RESOURCES).
+DEFAULT_MAX_UNREAD_PER_CONNECTION = 16 << 20
+DEFAULT_MAX_UNREAD_SERVER = 256 << 20
+# Descriptors kept out of max_connections: listening sockets, log and sessions files, imports.
+NOFILE_RESERVE = 32
+
+
+class Budget:
+    """A count with a ceiling (pipe opens, bytes of unread output), shared by threads."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self, amount: int = 1) -> bool:
+        """Add ``amount`` if the total stays within the limit; False (and nothing taken) if not."""
+        with self._lock:
+            if self.used + amount > self.limit:
+                return False
+            self.used += amount
+            return True
+
+    def give(self, amount: int = 1) -> None:
+        with self._lock:
+            self.used = max(self.used - amount, 0)
+
+
+def take_all(budgets: Iterable[Budget], amount: int) -> bool:
+    """Take ``amount`` from every budget, or from none of them."""
+    taken: list[Budget] = []
+    for budget in budgets:
+        if not budget.take(amount):
+            for done in taken:
+                done.give(amount)
+            return False
+        taken.append(budget)
+    return True
+
+
+def connection_cap(configured: int, nofile: int | None, reserve: int = NOFILE_RESERVE) -> int:
+    """``max_connections`` as it can be honoured under a descriptor limit of ``nofile``
+    (None or negative: unlimited), keeping ``reserve`` descriptors; at least 1."""
+    if nofile is None or nofile < 0:
+        return configured
+    return max(1, min(configured, nofile - reserve))
 
 
 @dataclass(frozen=True)
@@ -115,13 +166,16 @@ def evictions(
     return victims
 
 
-def raise_nofile_limit() -> None:
-    """Raise the soft RLIMIT_NOFILE to the hard limit (each connection is a descriptor)."""
+def raise_nofile_limit() -> int | None:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (each connection is a descriptor);
+    returns the soft limit then in force (None: no such limit on this platform)."""
     try:
         import resource
     except ImportError:  # not on this platform
-        return
+        return None
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
+    if soft < hard or (hard == resource.RLIM_INFINITY and soft != hard):
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return None if soft == resource.RLIM_INFINITY else soft

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Sequence
 
+from smbsessions.server.limits import Budget, take_all
 from smbsessions.server.types import PipeEndpoint
 
 # How much to ask the endpoint for at once: larger than any fragment it makes.
@@ -31,7 +33,8 @@ class PipeBusyError(Exception):
 
 
 class PipeOverflowError(Exception):
-    """The endpoint answered one write with more than ``MAX_QUEUED_BYTES``."""
+    """The endpoint answered one write with more than ``MAX_QUEUED_BYTES``, or with more
+    than the unread-output budgets (connection, server) have left."""
 
 
 class PipeHandle:
@@ -41,10 +44,16 @@ class PipeHandle:
     It also offers ``send``/``sendall``/``recv`` so impacket's own pipe code
     paths that we do not intercept (SMB1 core READ/WRITE) still work, as a
     byte stream.
+
+    ``budgets`` count the bytes queued here and not yet read (the connection's and
+    the server's): an answer that does not fit in all of them is dropped and the
+    write refused with ``PipeOverflowError``; reads and ``close`` give bytes back.
     """
 
-    def __init__(self, endpoint: PipeEndpoint) -> None:
+    def __init__(self, endpoint: PipeEndpoint, budgets: Sequence[Budget] = ()) -> None:
         self._endpoint = endpoint
+        self._budgets = tuple(budgets)
+        self._held = 0  # bytes queued and taken from the budgets
         self._messages: deque[bytes] = deque()
         self._lock = threading.Lock()
         self._closed = False
@@ -78,8 +87,10 @@ class PipeHandle:
         message = self._messages[0]
         if len(message) <= max_len:
             self._messages.popleft()
+            self._release(len(message))
             return message, False
         self._messages[0] = message[max_len:]
+        self._release(max_len)
         return message[:max_len], True
 
     def transceive(self, data: bytes, max_len: int) -> tuple[bytes, bool]:
@@ -95,6 +106,7 @@ class PipeHandle:
                 return
             self._closed = True
         self._messages.clear()
+        self._release(self._held)
         self._endpoint.close()
 
     # Socket-shaped methods for impacket's uninterrupted byte-stream paths.
@@ -109,12 +121,30 @@ class PipeHandle:
         chunk, _ = self.read(max_len)
         return chunk
 
+    def _release(self, amount: int) -> None:
+        with self._lock:
+            amount = min(amount, self._held)
+            self._held -= amount
+        if amount:
+            for budget in self._budgets:
+                budget.give(amount)
+
     def _collect(self) -> None:
+        answer: list[bytes] = []
+        queued = self._gather(answer)
+        if queued and not take_all(self._budgets, queued):
+            # The answer was read out of the endpoint whole: dropping it leaves the pipe usable.
+            raise PipeOverflowError(f"no room for a {queued}-byte answer in the unread-output budget")
+        self._held += queued
+        self._messages.extend(answer)
+
+    def _gather(self, answer: list[bytes]) -> int:
+        """Every message the endpoint has for one write, into ``answer``; their total size."""
         queued = 0
         for _ in range(_MAX_MESSAGES_PER_WRITE):
             chunk, more = self._endpoint.read(_PULL_SIZE)
             if not chunk and not more:
-                return
+                return queued
             parts = [chunk]
             queued += len(chunk)
             for _ in range(_MAX_CHUNKS_PER_MESSAGE):
@@ -129,5 +159,5 @@ class PipeHandle:
                 # The rest of the answer is still inside the endpoint: this open is unusable.
                 self.close()
                 raise PipeOverflowError(f"the reply to one write exceeds {MAX_QUEUED_BYTES} bytes")
-            self._messages.append(b"".join(parts))
+            answer.append(b"".join(parts))
         raise RuntimeError("pipe endpoint produced too many messages for one write")

@@ -16,8 +16,11 @@ admission decisions an exposed server needs:
   address, or overall) is evicted;
 * pipes capped per connection and server-wide; a client that does not read
   its replies stops being read;
-* RLIMIT_NOFILE raised to its hard limit; asyncio's accept loop backs off on
-  EMFILE by itself (one second).
+* unread pipe output (answers queued for the client) capped per connection
+  and server-wide: a write whose answer does not fit is refused;
+* RLIMIT_NOFILE raised to its hard limit and ``max_connections`` lowered to
+  fit below it (``limits.connection_cap``), so the kept slots and evictions
+  apply before EMFILE; asyncio's accept loop backs off on EMFILE by itself.
 
 Thread-safe: ``snapshot``, ``disconnect`` and ``stop`` may be called from
 any thread (the srvsvc endpoint calls the first two from the loop thread).
@@ -41,12 +44,16 @@ from smbsessions.server.limits import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_PER_ACCOUNT,
     DEFAULT_MAX_PER_ADDRESS,
+    DEFAULT_MAX_UNREAD_PER_CONNECTION,
+    DEFAULT_MAX_UNREAD_SERVER,
     DEFAULT_PREAUTH_TIMEOUT,
     FRAME_TIMEOUT,
     NULL_IDLE_TIMEOUT,
     STOP_TIMEOUT,
     SWEEP_INTERVAL,
+    Budget,
     Timeouts,
+    connection_cap,
     evictions,
     raise_nofile_limit,
 )
@@ -97,6 +104,8 @@ class SessionServer(ServerControl):
         max_per_account: int = DEFAULT_MAX_PER_ACCOUNT,
         frame_timeout: float = FRAME_TIMEOUT,
         null_idle_timeout: float = NULL_IDLE_TIMEOUT,
+        max_unread_per_connection: int = DEFAULT_MAX_UNREAD_PER_CONNECTION,
+        max_unread_server: int = DEFAULT_MAX_UNREAD_SERVER,
     ) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
@@ -111,6 +120,8 @@ class SessionServer(ServerControl):
             is_admin=self.is_admin, pipe_factory=pipe_factory, allow_anonymous=allow_anonymous,
             may_logon=self._may_logon,
             require_encryption=require_encryption, require_signing=require_signing,
+            max_unread_per_connection=max_unread_per_connection,
+            unread_budget=Budget(max_unread_server),
         )
         self.timeouts = Timeouts.clamped(idle=idle_timeout, null_idle=null_idle_timeout,
                                          preauth=preauth_timeout, frame=frame_timeout)
@@ -155,12 +166,26 @@ class SessionServer(ServerControl):
         """Serve in a background thread."""
         if self._thread is not None:
             raise RuntimeError("server already started")
-        raise_nofile_limit()
+        self._fit_descriptor_limit(raise_nofile_limit())
         ready = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(ready,), name="smbsessions-server",
                                         daemon=True)
         self._thread.start()
         ready.wait(10)
+
+    def _fit_descriptor_limit(self, nofile: int | None) -> None:
+        """Lower ``max_connections`` (and the kept slots) to fit under RLIMIT_NOFILE."""
+        cap = connection_cap(self._max_connections, nofile)
+        if cap < self._max_connections:
+            LOG.warning("max_connections lowered from %d to %d to fit the descriptor limit (%d)",
+                        self._max_connections, cap, nofile)
+            self._max_connections = cap
+            self._reserved = cap // 8
+
+    @property
+    def max_connections(self) -> int:
+        """The connection cap in force (lowered at start to fit RLIMIT_NOFILE)."""
+        return self._max_connections
 
     def _run(self, ready: threading.Event) -> None:
         loop = asyncio.new_event_loop()
@@ -335,6 +360,8 @@ def build_server(
     max_per_account: int = DEFAULT_MAX_PER_ACCOUNT,
     frame_timeout: float = FRAME_TIMEOUT,
     null_idle_timeout: float = NULL_IDLE_TIMEOUT,
+    max_unread_per_connection: int = DEFAULT_MAX_UNREAD_PER_CONNECTION,
+    max_unread_server: int = DEFAULT_MAX_UNREAD_SERVER,
 ) -> SessionServer:
     """The server the CLI runs: accounts as ``USER:PASSWORD[:admin]``.
 
@@ -353,7 +380,8 @@ def build_server(
         require_signing=require_signing, idle_timeout=idle_timeout, preauth_timeout=preauth_timeout,
         max_connections=max_connections,
         max_per_address=max_per_address, max_per_account=max_per_account, frame_timeout=frame_timeout,
-        null_idle_timeout=null_idle_timeout,
+        null_idle_timeout=null_idle_timeout, max_unread_per_connection=max_unread_per_connection,
+        max_unread_server=max_unread_server,
     )
     if make_pipe_factory is not None:
         server.pipe_factory = make_pipe_factory(server)

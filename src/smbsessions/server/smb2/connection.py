@@ -13,12 +13,17 @@ from __future__ import annotations
 import logging
 import os
 import struct
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from smbsessions.server.limits import (
+    DEFAULT_MAX_UNREAD_PER_CONNECTION,
+    DEFAULT_MAX_UNREAD_SERVER,
+    MAX_PIPES_SERVER,
+    Budget,
+)
 from smbsessions.server.logfmt import escape
 from smbsessions.server.pipe import PipeHandle
 from smbsessions.server.smb2 import codec, handlers
@@ -60,26 +65,6 @@ def filetime(now: float | None = None) -> int:
     return int((time.time() if now is None else now) * 10_000_000) + _FILETIME_EPOCH
 
 
-class Budget:
-    """A server-wide count with a ceiling (pipe opens), shared by every connection's thread."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-        self._lock = threading.Lock()
-
-    def take(self) -> bool:
-        with self._lock:
-            if self.used >= self.limit:
-                return False
-            self.used += 1
-            return True
-
-    def give(self) -> None:
-        with self._lock:
-            self.used = max(self.used - 1, 0)
-
-
 @dataclass
 class CoreConfig:
     """What every connection of one server shares (immutable after start)."""
@@ -101,7 +86,10 @@ class CoreConfig:
     server_guid: bytes = field(default_factory=lambda: os.urandom(16))
     max_pipes: int = 64  # opens per authenticated session
     max_pipes_anonymous: int = 4  # opens per null session
-    pipe_budget: Budget = field(default_factory=lambda: Budget(8192))  # opens server-wide
+    pipe_budget: Budget = field(default_factory=lambda: Budget(MAX_PIPES_SERVER))  # opens server-wide
+    # Bytes of unread pipe output: per connection (the limit) and server-wide (shared).
+    max_unread_per_connection: int = DEFAULT_MAX_UNREAD_PER_CONNECTION
+    unread_budget: Budget = field(default_factory=lambda: Budget(DEFAULT_MAX_UNREAD_SERVER))
     max_trees: int = 16  # tree connects per session
     max_credits: int = 512
 
@@ -152,6 +140,7 @@ class ServerConnection:
         self.negotiated: Negotiated | None = None
         self.preauth_hash = bytes(64)
         self.credits = CreditWindow(config.max_credits)
+        self.unread = Budget(config.max_unread_per_connection)  # bytes of unread pipe output
         self.session: SmbSession | None = None  # one session per connection
         self.close_reason = ""
         self._next_file = 1
@@ -414,7 +403,7 @@ class ServerConnection:
             client_address=self.client_address,
         )
         try:
-            return PipeHandle(factory(caller))
+            return PipeHandle(factory(caller), budgets=(self.unread, self.config.unread_budget))
         except Exception:
             log.exception("srvsvc pipe factory failed")
             return None
@@ -446,4 +435,4 @@ class _Drop(Exception):
     """The connection must be dropped (MS-SMB2 says 'disconnect' for this)."""
 
 
-__all__ = ["CoreConfig", "ServerConnection", "SessionRegistry", "SessionSecurity"]
+__all__ = ["Budget", "CoreConfig", "ServerConnection", "SessionRegistry", "SessionSecurity"]
