@@ -76,6 +76,13 @@ class Field:
     wire: str  # MS-SRVS member name without the level prefix ("netname" -> shi1_netname)
 
 
+def _kept_values(record: ShareInfo | ServerInfo, level_fields: tuple[Field, ...]) -> list[object]:
+    """``record``'s values with every field the level does not carry set to None."""
+    keep = {f.name for f in level_fields}
+    return [value if name in keep else None
+            for value, name in zip(record, record._fields, strict=True)]
+
+
 class ShareInfo(NamedTuple):
     """One share as SHARE_INFO_503 plus the 501/1005 flags (the superset of every level).
 
@@ -97,8 +104,7 @@ class ShareInfo(NamedTuple):
 
     def project(self, level: int) -> ShareInfo:
         """The same share as a server sends it at ``level``."""
-        keep = {f.name for f in SHARE_LEVELS[level]}
-        return ShareInfo._make(v if f in keep else None for v, f in zip(self, ShareInfo._fields, strict=True))
+        return ShareInfo._make(_kept_values(self, SHARE_LEVELS[level]))
 
 
 class ServerInfo(NamedTuple):
@@ -120,9 +126,7 @@ class ServerInfo(NamedTuple):
 
     def project(self, level: int) -> ServerInfo:
         """The same record as a server sends it at ``level``."""
-        keep = {f.name for f in SERVER_LEVELS[level]}
-        fields = ServerInfo._fields
-        return ServerInfo._make(v if f in keep else None for v, f in zip(self, fields, strict=True))
+        return ServerInfo._make(_kept_values(self, SERVER_LEVELS[level]))
 
 
 SHARE_FIELDS: dict[str, Field] = {
